@@ -1,0 +1,90 @@
+// Cross-entropy: forward against log(sum exp) in double, stability under a large logit offset, backward against
+// finite differences, overwrite semantics, aliasing dlogits with logits, and rejection of an out-of-range target.
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "kernels/cpu/cross_entropy.h"
+#include "tests/kernels/cpu/op_test_util.h"
+
+namespace dytrain::cpu {
+namespace {
+
+using test::expect_grad_near;
+using test::fd_gradient;
+using test::random_vec;
+
+constexpr int64_t kN = 5;
+constexpr int kV = 7;
+const std::vector<int32_t> kTargets = {0, 6, 3, 3, 1};
+
+TEST(CrossEntropy, ForwardMatchesLogSumExp) {
+  const auto logits = random_vec(kN * kV, 100, -4.0f, 4.0f);
+  std::vector<float> losses(kN);
+  cross_entropy_forward(losses.data(), logits.data(), kTargets.data(), kN, kV);
+  for (int64_t n = 0; n < kN; ++n) {
+    double z = 0.0;
+    for (int i = 0; i < kV; ++i) z += std::exp(static_cast<double>(logits[n * kV + i]));
+    // Losses of a few units, computed through fp32 expf summed in double: ~1e-7 relative.
+    EXPECT_NEAR(losses[n], std::log(z) - logits[n * kV + kTargets[n]], 1e-6);
+  }
+}
+
+TEST(CrossEntropy, StableUnderLargeLogits) {
+  const auto logits = random_vec(kN * kV, 101, -4.0f, 4.0f);
+  auto shifted = logits;
+  for (float& x : shifted) x += 1000.0f;  // exp(1000) overflows without the max subtracted
+  std::vector<float> a(kN), b(kN);
+  cross_entropy_forward(a.data(), logits.data(), kTargets.data(), kN, kV);
+  cross_entropy_forward(b.data(), shifted.data(), kTargets.data(), kN, kV);
+  for (int64_t n = 0; n < kN; ++n) {
+    ASSERT_TRUE(std::isfinite(b[n]));
+    // x + 1000 in fp32 is rounded to 6e-5 (the ulp at 1000), which moves the loss by up to ~1e-4.
+    EXPECT_NEAR(a[n], b[n], 2e-4);
+  }
+}
+
+TEST(CrossEntropy, BackwardMatchesFiniteDifferences) {
+  auto logits = random_vec(kN * kV, 102, -4.0f, 4.0f);
+  const float dloss = 0.37f;
+  std::vector<float> dlogits(kN * kV, 55.0f);  // overwritten, not accumulated
+  cross_entropy_backward(dlogits.data(), logits.data(), kTargets.data(), dloss, kN, kV);
+  auto obj = [&] {
+    std::vector<float> losses(kN);
+    cross_entropy_forward(losses.data(), logits.data(), kTargets.data(), kN, kV);
+    double s = 0.0;
+    for (float l : losses) s += static_cast<double>(dloss) * l;
+    return s;
+  };
+  // Step 1e-3 relative to max(1, |x|) (<= 4e-3): one loss of ~3 moves, noise 0.37 * 2.4e-7 / 8e-3 ~ 1e-5;
+  // softmax truncation h^2/6 |p'' | <= 2.7e-6. Tolerance 1e-4, while the gradient's entries are 0.37 * O(0.1..1).
+  expect_grad_near(dlogits.data(), fd_gradient(logits.data(), logits.size(), 1e-3, obj), 1e-4, 1e-3, "dlogits");
+
+  for (int64_t n = 0; n < kN; ++n) {
+    double row = 0.0;
+    for (int i = 0; i < kV; ++i) row += dlogits[n * kV + i];
+    EXPECT_NEAR(row, 0.0, 1e-6);  // softmax sums to one, minus the one-hot: each row sums to zero
+  }
+}
+
+TEST(CrossEntropy, BackwardMayAliasLogits) {
+  auto logits = random_vec(kN * kV, 103, -4.0f, 4.0f);
+  std::vector<float> separate(kN * kV);
+  cross_entropy_backward(separate.data(), logits.data(), kTargets.data(), 0.5f, kN, kV);
+  cross_entropy_backward(logits.data(), logits.data(), kTargets.data(), 0.5f, kN, kV);
+  EXPECT_EQ(logits, separate);
+}
+
+TEST(CrossEntropy, TargetOutsideVocabularyIsRejected) {
+  const auto logits = random_vec(kN * kV, 104);
+  std::vector<int32_t> bad = kTargets;
+  bad[2] = kV;
+  std::vector<float> losses(kN);
+  EXPECT_THROW(cross_entropy_forward(losses.data(), logits.data(), bad.data(), kN, kV), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace dytrain::cpu

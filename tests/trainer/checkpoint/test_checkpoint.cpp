@@ -1,0 +1,264 @@
+// Checkpoint directories: save -> load is bit-exact for params, both AdamW moments and the trainer state; the files
+// are what PyTorch tools and a later resume read; latest_checkpoint picks the highest complete step by number;
+// rotation keeps the newest; loading into a table of a different model fails before touching the buffers.
+#include "trainer/checkpoint/checkpoint.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <random>
+#include <sstream>
+
+#include "tests/trainer/checkpoint/temp_dir.h"
+#include "trainer/checkpoint/hf_config.h"
+#include "trainer/checkpoint/safetensors.h"
+
+namespace dytrain {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TempDir;
+
+Config tiny_config() {
+  Config cfg;
+  cfg.model.vocab_size = 16;
+  cfg.model.dim = 8;
+  cfg.model.n_layers = 1;
+  cfg.model.n_heads = 2;
+  cfg.model.ffn_dim = 12;
+  cfg.model.max_seq_len = 32;
+  return cfg;
+}
+
+// One layer of a LLaMA-DyT under its HF names, untied. `ffn` lets a test build a differently shaped model.
+ParamTable tiny_table(int64_t ffn = 12, bool with_lm_head = true) {
+  const int64_t V = 16, C = 8;
+  ParamTable t;
+  t.add("model.embed_tokens.weight", {V, C}, ParamGroup::embeddings);
+  t.add("model.embed_scale", {1}, ParamGroup::embed_scale);
+  t.add("model.layers.0.input_layernorm.alpha", {1}, ParamGroup::dyt_alpha);
+  t.add("model.layers.0.input_layernorm.weight", {C}, ParamGroup::dyt_gamma_beta);
+  for (const char* p : {"q", "k", "v", "o"})
+    t.add(std::string("model.layers.0.self_attn.") + p + "_proj.weight", {C, C}, ParamGroup::matrices);
+  t.add("model.layers.0.post_attention_layernorm.alpha", {1}, ParamGroup::dyt_alpha);
+  t.add("model.layers.0.post_attention_layernorm.weight", {C}, ParamGroup::dyt_gamma_beta);
+  t.add("model.layers.0.mlp.gate_proj.weight", {ffn, C}, ParamGroup::matrices);
+  t.add("model.layers.0.mlp.up_proj.weight", {ffn, C}, ParamGroup::matrices);
+  t.add("model.layers.0.mlp.down_proj.weight", {C, ffn}, ParamGroup::matrices);
+  t.add("model.norm.alpha", {1}, ParamGroup::dyt_alpha);
+  t.add("model.norm.weight", {C}, ParamGroup::dyt_gamma_beta);
+  if (with_lm_head) t.add("lm_head.weight", {V, C}, ParamGroup::matrices);
+  return t;
+}
+
+std::vector<float> random_buffer(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// A model's full training state, ready to save.
+struct State {
+  Config cfg = tiny_config();
+  ParamTable table = tiny_table();
+  std::vector<float> params, m, v;
+  YAML::Node trainer_state;
+
+  explicit State(uint32_t seed) {
+    params = random_buffer(table.total(), seed);
+    m = random_buffer(table.total(), seed + 1);
+    v = random_buffer(table.total(), seed + 2);
+    for (float& x : v) x = x * x;
+    trainer_state["step"] = 100;
+    trainer_state["loader"]["shard"] = 3;
+    trainer_state["loader"]["position"] = int64_t(12345678901);
+    trainer_state["rng"] = uint64_t(18446744073709551615ull);
+  }
+  CheckpointData data() const { return {&cfg, &table, params.data(), m.data(), v.data(), trainer_state}; }
+};
+
+std::string save(const TempDir& run, int64_t step, const State& s, int keep_last = 0) {
+  return save_checkpoint(run.path().string(), step, s.data(), keep_last);
+}
+
+TEST(Checkpoint, SaveThenLoadIsBitExact) {
+  TempDir run;
+  const State s(7);
+  const std::string dir = save(run, 100, s, 2);
+  EXPECT_EQ(dir, (run.path() / "checkpoints" / "step_00000100").string());
+  for (const char* f : kCheckpointFiles) EXPECT_TRUE(fs::is_regular_file(fs::path(dir) / f)) << f;
+  EXPECT_FALSE(fs::exists(dir + ".tmp"));
+  EXPECT_EQ(read_text(fs::path(dir) / "config.yaml"), to_yaml(s.cfg));
+  EXPECT_EQ(read_text(fs::path(dir) / "config.json"), hf_config_json(s.cfg.model));
+
+  std::vector<float> params(s.table.total()), m(s.table.total()), v(s.table.total());
+  const YAML::Node st = load_checkpoint(params.data(), m.data(), v.data(), dir, s.table);
+  EXPECT_TRUE(same_bits(params, s.params));
+  EXPECT_TRUE(same_bits(m, s.m));
+  EXPECT_TRUE(same_bits(v, s.v));
+  EXPECT_EQ(st["step"].as<int>(), 100);
+  EXPECT_EQ(st["loader"]["shard"].as<int>(), 3);
+  EXPECT_EQ(st["loader"]["position"].as<int64_t>(), 12345678901);
+  EXPECT_EQ(st["rng"].as<uint64_t>(), 18446744073709551615ull);
+
+  // Weights only (inference, or a fresh optimizer): the moments are skipped.
+  std::vector<float> params2(s.table.total());
+  load_checkpoint(params2.data(), nullptr, nullptr, dir, s.table);
+  EXPECT_TRUE(same_bits(params2, s.params));
+}
+
+TEST(Checkpoint, FilesHoldHfNamesAndMomentNames) {
+  TempDir run;
+  const State s(11);
+  const std::string dir = save(run, 5, s);
+  const SafetensorsIndex model = read_safetensors_index(dir + "/model.safetensors");
+  EXPECT_EQ(model.metadata.at("format"), "pt");
+  ASSERT_EQ(model.tensors.size(), s.table.specs().size());
+  const auto opt = read_safetensors(dir + "/optimizer.st");
+  ASSERT_EQ(opt.size(), 2 * s.table.specs().size());
+  const ParamSpec& q = s.table.at("model.layers.0.self_attn.q_proj.weight");
+  EXPECT_EQ(model.tensors.at(q.name).shape, q.shape);
+  const std::vector<float> q_sq(s.v.begin() + q.offset, s.v.begin() + q.offset + q.numel);
+  EXPECT_TRUE(same_bits(opt.at("exp_avg_sq." + q.name).data, q_sq));
+  EXPECT_EQ(opt.count("exp_avg." + q.name), 1u);
+}
+
+TEST(Checkpoint, LatestIgnoresTmpAndIncompleteAndComparesStepsAsNumbers) {
+  TempDir run;
+  EXPECT_FALSE(latest_checkpoint(run.path().string()).has_value());
+  const State s(3);
+  save(run, 99999999, s);
+  const std::string newest = save(run, 100000000, s);  // sorts before 99999999 as text
+  save(run, 5, s);
+  const fs::path root = run.path() / "checkpoints";
+  // A complete-looking .tmp (a save interrupted before its rename) and a later step missing one file.
+  fs::copy(newest, root / "step_200000000.tmp");
+  fs::copy(newest, root / "step_300000000");
+  fs::remove(root / "step_300000000" / "optimizer.st");
+  fs::create_directory(root / "step_9x");
+  std::ofstream(root / "step_400000000") << "a file, not a directory";
+  const auto latest = latest_checkpoint(run.path().string());
+  ASSERT_TRUE(latest.has_value());
+  EXPECT_EQ(*latest, newest);
+}
+
+std::vector<std::string> entries(const fs::path& root) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(root)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+TEST(Checkpoint, KeepLastRotatesOlderCompleteCheckpointsOnly) {
+  TempDir run;
+  const State s(5);
+  const fs::path root = run.path() / "checkpoints";
+  fs::create_directories(root / "step_00000001");  // incomplete: not a checkpoint, left alone
+  for (int step = 10; step <= 50; step += 10) save(run, step, s, 2);
+  EXPECT_EQ(entries(root), (std::vector<std::string>{"step_00000001", "step_00000040", "step_00000050"}));
+  // Saving an earlier step (a resume from an older checkpoint) keeps itself and never deletes later steps.
+  save(run, 45, s, 1);
+  EXPECT_EQ(entries(root), (std::vector<std::string>{"step_00000001", "step_00000045", "step_00000050"}));
+  save(run, 60, s, 0);  // keep_last <= 0 keeps all
+  EXPECT_EQ(entries(root).size(), 4u);
+}
+
+TEST(Checkpoint, StaleTmpAndSameStepAreReplaced) {
+  TempDir run;
+  const fs::path root = run.path() / "checkpoints";
+  fs::create_directories(root / "step_00000007.tmp");
+  std::ofstream(root / "step_00000007.tmp" / "junk") << "left by a crash";
+  const State a(1), b(2);
+  save(run, 7, a);
+  const std::string dir = save(run, 7, b);  // a rerun of the same step
+  EXPECT_EQ(entries(root), std::vector<std::string>{"step_00000007"});
+  EXPECT_FALSE(fs::exists(fs::path(dir) / "junk"));
+  std::vector<float> params(b.table.total());
+  load_checkpoint(params.data(), nullptr, nullptr, dir, b.table);
+  EXPECT_TRUE(same_bits(params, b.params));
+}
+
+// The CheckpointError `f` throws; fails the test when it throws nothing.
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const CheckpointError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no CheckpointError thrown";
+  return "";
+}
+
+TEST(Checkpoint, LoadRejectsADifferentModelWithoutTouchingTheBuffers) {
+  TempDir run;
+  const State s(9);
+  const std::string dir = save(run, 1, s);
+  const std::string model_file = dir + "/model.safetensors";
+  struct Case {
+    const char* what;
+    ParamTable table;
+    std::string tensor, phrase;
+  };
+  ParamTable extra_in_model = tiny_table();
+  extra_in_model.add("model.layers.1.input_layernorm.alpha", {1}, ParamGroup::dyt_alpha);
+  const std::vector<Case> cases = {
+      {"model has a tensor the file lacks", extra_in_model, "model.layers.1.input_layernorm.alpha", "is missing"},
+      {"shape differs", tiny_table(16), "model.layers.0.mlp.gate_proj.weight", "has shape [12, 8], the model expects [16, 8]"},
+      {"file has a tensor the model lacks (tied)", tiny_table(12, false), "lm_head.weight", "not a tensor of the model"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    std::vector<float> params(c.table.total(), 42.0f);
+    const std::string msg = error_of([&] { load_checkpoint(params.data(), nullptr, nullptr, dir, c.table); });
+    EXPECT_NE(msg.find(model_file), std::string::npos) << msg;
+    EXPECT_NE(msg.find(c.tensor), std::string::npos) << msg;
+    EXPECT_NE(msg.find(c.phrase), std::string::npos) << msg;
+    EXPECT_NE(msg.find("different model config"), std::string::npos) << msg;
+    EXPECT_EQ(params, std::vector<float>(c.table.total(), 42.0f));
+  }
+}
+
+TEST(Checkpoint, LoadRejectsIncompleteOptimizerState) {
+  TempDir run;
+  const State s(4);
+  const std::string dir = save(run, 1, s);
+  // Rewrite the moments file without one exp_avg_sq.
+  std::vector<TensorRef> refs;
+  for (const ParamSpec& p : s.table.specs()) {
+    refs.push_back({"exp_avg." + p.name, p.shape, s.m.data() + p.offset});
+    if (p.name != "model.norm.alpha") refs.push_back({"exp_avg_sq." + p.name, p.shape, s.v.data() + p.offset});
+  }
+  write_safetensors(dir + "/optimizer.st", refs);
+  std::vector<float> params(s.table.total()), m(s.table.total());
+  // Asking for exp_avg only still checks the whole moments file.
+  const std::string msg = error_of([&] { load_checkpoint(params.data(), m.data(), nullptr, dir, s.table); });
+  EXPECT_NE(msg.find(dir + "/optimizer.st"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("exp_avg_sq.model.norm.alpha"), std::string::npos) << msg;
+  // The weights alone still load.
+  EXPECT_NO_THROW(load_checkpoint(params.data(), nullptr, nullptr, dir, s.table));
+
+  fs::remove(dir + "/optimizer.st");
+  const std::string missing = error_of([&] { load_checkpoint(params.data(), m.data(), nullptr, dir, s.table); });
+  EXPECT_NE(missing.find("optimizer.st is missing"), std::string::npos) << missing;
+  EXPECT_NE(missing.find(dir), std::string::npos) << missing;
+}
+
+}  // namespace
+}  // namespace dytrain

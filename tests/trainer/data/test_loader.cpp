@@ -1,0 +1,272 @@
+// Loader tests. The synthetic shards hold token s*kShardStride + i at offset i of shard s, so every row of a batch
+// tells which shard and offset it came from; each row is checked against the shard contents and the window rules
+// (start a multiple of T, T+1 tokens, inside one shard). Orders are compared with a single-rank, batch-1 loader of
+// the same seed, which reads out the epoch's permutation one window at a time.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <numeric>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "tests/trainer/data/temp_dir.h"
+#include "trainer/data/loader.h"
+
+namespace dytrain {
+namespace {
+
+using testing::TempDir;
+constexpr uint32_t kShardStride = 100000;
+
+// Shards of the given sizes (uint32 tokens) named data_000000.bin, ... in dir.
+void make_shards(const TempDir& dir, const std::vector<int64_t>& sizes) {
+  for (size_t s = 0; s < sizes.size(); ++s) {
+    std::vector<uint32_t> tokens(size_t(sizes[s]));
+    std::iota(tokens.begin(), tokens.end(), uint32_t(s) * kShardStride);
+    write_shard(dir.file("data_00000" + std::to_string(s) + ".bin"), tokens, 4);
+  }
+}
+
+LoaderOptions options(const TempDir& dir, int batch, int seq_len, uint64_t seed, bool shuffle) {
+  LoaderOptions o;
+  o.shards = dir.path().string();
+  o.batch = batch;
+  o.seq_len = seq_len;
+  o.vocab_size = 1000000;
+  o.seed = seed;
+  o.shuffle = shuffle;
+  return o;
+}
+
+// One batch (B, T+1); each row is checked to be a valid window of the synthetic shards, and its first token (which
+// names shard and start) is returned per row.
+std::vector<int32_t> take(TokenLoader* loader, const LoaderOptions& o, const std::vector<int64_t>& sizes) {
+  const int T = o.seq_len;
+  std::vector<int32_t> batch(size_t(o.batch) * (T + 1));
+  loader->next(batch.data());
+  std::vector<int32_t> firsts;
+  for (int b = 0; b < o.batch; ++b) {
+    const int32_t* row = batch.data() + b * (T + 1);
+    const int64_t shard = row[0] / kShardStride, start = row[0] % kShardStride;
+    EXPECT_LT(shard, int64_t(sizes.size()));
+    EXPECT_EQ(start % T, 0) << "windows start every T tokens";
+    EXPECT_LE(start + T + 1, sizes[size_t(shard)]) << "a window stays inside its shard";
+    for (int j = 0; j <= T; ++j) EXPECT_EQ(row[j], row[0] + j) << "row " << b << " token " << j;
+    firsts.push_back(row[0]);
+  }
+  return firsts;
+}
+
+std::vector<int32_t> take_many(TokenLoader* loader, const LoaderOptions& o, const std::vector<int64_t>& sizes,
+                               int batches) {
+  std::vector<int32_t> all;
+  for (int i = 0; i < batches; ++i) {
+    const std::vector<int32_t> f = take(loader, o, sizes);
+    all.insert(all.end(), f.begin(), f.end());
+  }
+  return all;
+}
+
+// Every window of the synthetic shards, as its first token, in shard order.
+std::vector<int32_t> all_windows(const std::vector<int64_t>& sizes, int T) {
+  std::vector<int32_t> w;
+  for (size_t s = 0; s < sizes.size(); ++s) {
+    for (int64_t start = 0; start + T + 1 <= sizes[s]; start += T) w.push_back(int32_t(s * kShardStride + start));
+  }
+  return w;
+}
+
+// At T=8: 33 tokens give 4 windows (the last one ends exactly at the shard's end), 48 give 5 (not 6: a window
+// needs T+1 tokens), 25 give 3; 12 windows in all.
+const std::vector<int64_t> kSizes = {33, 48, 25};
+
+TEST(TokenLoader, FixedOrderReadsEveryWindowInShardOrder) {
+  TempDir dir;
+  make_shards(dir, kSizes);
+  const LoaderOptions o = options(dir, 3, 8, 0, false);
+  TokenLoader loader(o);
+  EXPECT_EQ(loader.total_tokens(), 106);
+  EXPECT_EQ(loader.batches_per_epoch(), 4);
+  EXPECT_EQ(take_many(&loader, o, kSizes, 4), all_windows(kSizes, 8));
+  EXPECT_EQ(loader.epoch(), 1);
+  EXPECT_EQ(take_many(&loader, o, kSizes, 4), all_windows(kSizes, 8)) << "without shuffle every epoch is the same";
+}
+
+TEST(TokenLoader, ResetRestartsValidationOrder) {
+  TempDir dir;
+  make_shards(dir, kSizes);
+  const LoaderOptions o = options(dir, 2, 8, 0, false);
+  TokenLoader loader(o);
+  const std::vector<int32_t> first = take_many(&loader, o, kSizes, 7);  // past the end of epoch 0 (6 batches)
+  EXPECT_EQ(loader.epoch(), 1);
+  loader.reset();
+  EXPECT_EQ(loader.epoch(), 0);
+  EXPECT_EQ(take_many(&loader, o, kSizes, 7), first);
+}
+
+TEST(TokenLoader, ShuffledEpochsArePermutationsThatDifferBetweenEpochs) {
+  TempDir dir;
+  make_shards(dir, kSizes);
+  const LoaderOptions o = options(dir, 4, 8, 1234, true);
+  TokenLoader loader(o);
+  ASSERT_EQ(loader.batches_per_epoch(), 3);
+  const std::vector<int32_t> e0 = take_many(&loader, o, kSizes, 3);
+  EXPECT_EQ(loader.epoch(), 1);
+  const std::vector<int32_t> e1 = take_many(&loader, o, kSizes, 3);
+  EXPECT_EQ(loader.epoch(), 2);
+  EXPECT_NE(e0, e1) << "each epoch draws a new order (equal orders have probability 1/12!)";
+  for (std::vector<int32_t> e : {e0, e1}) {
+    std::sort(e.begin(), e.end());
+    EXPECT_EQ(e, all_windows(kSizes, 8));
+  }
+}
+
+TEST(TokenLoader, SameSeedSameBatchesDifferentSeedDifferent) {
+  TempDir dir;
+  make_shards(dir, kSizes);
+  const LoaderOptions a = options(dir, 2, 8, 7, true), b = options(dir, 2, 8, 8, true);
+  TokenLoader l1(a), l2(a), l3(b);
+  const std::vector<int32_t> s1 = take_many(&l1, a, kSizes, 12);  // two epochs
+  EXPECT_EQ(s1, take_many(&l2, a, kSizes, 12));
+  EXPECT_NE(s1, take_many(&l3, b, kSizes, 12));
+}
+
+TEST(TokenLoader, DataParallelRanksAreDisjointAndFollowTheEpochOrder) {
+  TempDir dir;
+  const std::vector<int64_t> sizes = {33, 50, 25};  // 4 + 6 + 3 = 13 windows: 3 ranks use 12, one is trimmed
+  make_shards(dir, sizes);
+  const int dp = 3;
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    // The reference order: position i of this epoch's permutation, from a single-rank, batch-1 loader.
+    const LoaderOptions ref_opt = options(dir, 1, 8, 99, true);
+    TokenLoader ref(ref_opt);
+    ASSERT_EQ(ref.batches_per_epoch(), 13);
+    std::vector<int32_t> order = take_many(&ref, ref_opt, sizes, 13 * (epoch + 1));
+    order.erase(order.begin(), order.begin() + 13 * epoch);
+
+    std::set<int32_t> seen;
+    for (int r = 0; r < dp; ++r) {
+      LoaderOptions o = options(dir, 2, 8, 99, true);
+      o.dp_rank = r;
+      o.dp_size = dp;
+      TokenLoader loader(o);
+      ASSERT_EQ(loader.batches_per_epoch(), 2);
+      std::vector<int32_t> mine = take_many(&loader, o, sizes, 2 * (epoch + 1));
+      mine.erase(mine.begin(), mine.begin() + 4 * epoch);
+      for (size_t k = 0; k < mine.size(); ++k) {
+        EXPECT_EQ(mine[k], order[k * dp + size_t(r)]) << "rank " << r << " takes positions i % dp == rank";
+        EXPECT_TRUE(seen.insert(mine[k]).second) << "window " << mine[k] << " given to two ranks";
+      }
+    }
+    EXPECT_EQ(seen, std::set<int32_t>(order.begin(), order.begin() + 12)) << "together the ranks cover the epoch";
+  }
+}
+
+TEST(TokenLoader, StateRestoreContinuesTheExactSequence) {
+  TempDir dir;
+  make_shards(dir, kSizes);
+  const LoaderOptions o = options(dir, 2, 8, 4242, true);  // 6 batches per epoch: the 12 batches cross an epoch
+  TokenLoader a(o);
+  take_many(&a, o, kSizes, 7);
+  const std::string saved = YAML::Dump(a.state());  // through text, as in a checkpoint
+  const std::vector<int32_t> expected = take_many(&a, o, kSizes, 5);
+
+  LoaderOptions other_seed = o;
+  other_seed.seed = 1;  // the saved seed wins: it made the saved epoch's order
+  TokenLoader b(other_seed);
+  b.restore(YAML::Load(saved));
+  EXPECT_EQ(b.epoch(), 1);
+  EXPECT_EQ(take_many(&b, o, kSizes, 5), expected);
+
+  const YAML::Node st = YAML::Load(saved);
+  EXPECT_EQ(st["shards"].as<int>(), 3);
+  EXPECT_EQ(st["tokens"].as<int64_t>(), 106);
+  EXPECT_EQ(st["seed"].as<uint64_t>(), 4242u);
+}
+
+TEST(TokenLoader, RestoreRejectsStateOfOtherDataNamingTheKey) {
+  TempDir dir;
+  make_shards(dir, kSizes);
+  const LoaderOptions o = options(dir, 2, 8, 1, true);
+  TokenLoader loader(o);
+  auto expect_key = [&](const char* key, const YAML::Node& st) {
+    try {
+      loader.restore(st);
+      FAIL() << "no error for a bad '" << key << "'";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("'") + key + "'"), std::string::npos) << e.what();
+    }
+  };
+  YAML::Node st = loader.state();
+  st["shards"] = 4;
+  expect_key("shards", st);
+  st = loader.state();
+  st["tokens"] = 101;
+  expect_key("tokens", st);
+  st = loader.state();
+  st["cursor"] = 12;  // past the 12 windows of one rank
+  expect_key("cursor", st);
+  st = loader.state();
+  st.remove("epoch");
+  expect_key("epoch", st);
+}
+
+TEST(TokenLoader, TokenAboveVocabNamesFileAndOffset) {
+  TempDir dir;
+  std::vector<uint32_t> tokens(64, 65);
+  tokens[37] = 300;
+  const std::string path = dir.file("bytes.bin");
+  write_shard(path, tokens, 2);
+  LoaderOptions o = options(dir, 1, 8, 0, false);
+  o.vocab_size = 256;
+  TokenLoader loader(o);
+  std::vector<int32_t> batch(9);
+  try {
+    for (int i = 0; i < loader.batches_per_epoch(); ++i) loader.next(batch.data());
+    FAIL() << "token 300 passed a vocab of 256";
+  } catch (const std::runtime_error& e) {
+    const std::string msg = e.what();
+    for (const char* part : {"bytes.bin", "offset 37", "300", "vocab_size"}) {
+      EXPECT_NE(msg.find(part), std::string::npos) << msg;
+    }
+  }
+}
+
+TEST(TokenLoader, TooLittleDataIsAClearError) {
+  TempDir dir;
+  make_shards(dir, {20});  // 2 windows at T=8
+  LoaderOptions o = options(dir, 2, 8, 0, true);
+  o.dp_size = 2;  // needs 4 windows
+  try {
+    TokenLoader loader(o);
+    FAIL() << "2 windows cannot feed a batch of 2 on each of 2 ranks";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("too little data"), std::string::npos) << e.what();
+  }
+}
+
+TEST(TokenLoader, ShippedTextShardsLoad) {
+  const std::string dir = std::string(DYTRAIN_SOURCE_DIR) + "/data/tests/";
+  const Shard train(dir + "text_bytes_train.bin"), val(dir + "text_bytes_val.bin");
+  EXPECT_EQ(train.size(), 190000);  // the counts data/tests/README.md documents
+  EXPECT_EQ(val.size(), 30000);
+  const std::string title = "PRIDE AND PREJUDICE";
+  for (size_t i = 0; i < title.size(); ++i) EXPECT_EQ(train[int64_t(i)], uint32_t(uint8_t(title[i])));
+
+  LoaderOptions o;
+  o.shards = dir + "text_bytes_train.bin";
+  o.batch = 4;
+  o.seq_len = 64;
+  o.vocab_size = 256;  // byte-level
+  TokenLoader loader(o);
+  std::vector<int32_t> batch(4 * 65);
+  for (int i = 0; i < 20; ++i) {
+    loader.next(batch.data());
+    for (int32_t t : batch) ASSERT_TRUE(t >= 10 && t < 128) << "plain ASCII text";
+  }
+}
+
+}  // namespace
+}  // namespace dytrain

@@ -1,0 +1,200 @@
+// Shard format tests. Good files are checked against bytes decoded here independently of the reader (little-endian
+// header ints, then raw tokens); bad files are built byte by byte so each error path is hit on purpose, and every
+// error must name the file so a user knows which of thousands of shards is broken.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "tests/trainer/data/temp_dir.h"
+#include "trainer/data/shard.h"
+
+namespace dytrain {
+namespace {
+
+using testing::TempDir;
+namespace fs = std::filesystem;
+
+std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
+}
+
+int32_t le_i32(const std::vector<uint8_t>& b, size_t at) {
+  return int32_t(uint32_t(b[at]) | uint32_t(b[at + 1]) << 8 | uint32_t(b[at + 2]) << 16 | uint32_t(b[at + 3]) << 24);
+}
+
+// A file with header ints [magic, version, count] and `payload_bytes` bytes after the header.
+void write_raw(const std::string& path, int32_t magic, int32_t version, int32_t count, size_t payload_bytes) {
+  std::vector<int32_t> header(256, 0);
+  header[0] = magic, header[1] = version, header[2] = count;
+  std::ofstream f(path, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(header.data()), 1024);
+  std::vector<char> payload(payload_bytes, 7);
+  f.write(payload.data(), std::streamsize(payload.size()));
+}
+
+// Runs fn, expects a std::exception whose message holds every one of `parts`.
+template <class Fn>
+void expect_error(Fn fn, const std::vector<std::string>& parts) {
+  try {
+    fn();
+    FAIL() << "no exception; expected one mentioning " << parts.front();
+  } catch (const std::exception& e) {
+    for (const std::string& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+  }
+}
+
+TEST(Shard, RoundTripUint16) {
+  TempDir dir;
+  const std::string path = dir.file("a.bin");
+  const std::vector<uint32_t> tokens = {0, 1, 255, 256, 12345, 65535, 42};
+  write_shard(path, tokens, 2);
+
+  const std::vector<uint8_t> raw = read_bytes(path);
+  ASSERT_EQ(raw.size(), 1024 + 2 * tokens.size());
+  EXPECT_EQ(le_i32(raw, 0), 20240520);
+  EXPECT_EQ(le_i32(raw, 4), 1);
+  EXPECT_EQ(le_i32(raw, 8), int32_t(tokens.size()));
+  for (size_t i = 0; i < tokens.size(); ++i) EXPECT_EQ(raw[1024 + 2 * i] | raw[1025 + 2 * i] << 8, int(tokens[i]));
+
+  const Shard shard(path);
+  EXPECT_EQ(shard.size(), int64_t(tokens.size()));
+  EXPECT_EQ(shard.token_bytes(), 2);
+  EXPECT_EQ(shard.path(), path);
+  for (size_t i = 0; i < tokens.size(); ++i) EXPECT_EQ(shard[int64_t(i)], tokens[i]) << i;
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+}
+
+TEST(Shard, RoundTripUint32) {
+  TempDir dir;
+  const std::string path = dir.file("b.bin");
+  const std::vector<uint32_t> tokens = {65536, 0, 100277, 0xFFFFFFFFu, 7};
+  write_shard(path, tokens, 4);
+
+  const std::vector<uint8_t> raw = read_bytes(path);
+  ASSERT_EQ(raw.size(), 1024 + 4 * tokens.size());
+  EXPECT_EQ(le_i32(raw, 0), 20240801);
+  EXPECT_EQ(le_i32(raw, 4), 7);
+  EXPECT_EQ(le_i32(raw, 8), int32_t(tokens.size()));
+
+  Shard moved_from(path);
+  const Shard shard(std::move(moved_from));  // the mapping moves with the object
+  EXPECT_EQ(shard.size(), int64_t(tokens.size()));
+  EXPECT_EQ(shard.token_bytes(), 4);
+  for (size_t i = 0; i < tokens.size(); ++i) EXPECT_EQ(shard[int64_t(i)], tokens[i]) << i;
+}
+
+TEST(Shard, RejectsWrongMagicNamingAllowedValues) {
+  TempDir dir;
+  const std::string path = dir.file("magic.bin");
+  write_raw(path, 12345, 1, 4, 8);
+  expect_error([&] { Shard s(path); }, {path, "12345", "20240520", "20240801"});
+}
+
+TEST(Shard, RejectsWrongVersion) {
+  TempDir dir;
+  const std::string path = dir.file("version.bin");
+  write_raw(path, kShardMagicU16, 7, 4, 8);  // the uint32 version with the uint16 magic
+  expect_error([&] { Shard s(path); }, {path, "version 1", "version 7"});
+}
+
+TEST(Shard, RejectsTruncatedFile) {
+  TempDir dir;
+  const std::string path = dir.file("trunc.bin");
+  write_shard(path, std::vector<uint32_t>(100, 3), 2);
+  fs::resize_file(path, 1024 + 2 * 100 - 2);
+  expect_error([&] { Shard s(path); }, {path, "1224", "1222", "truncated"});
+}
+
+TEST(Shard, RejectsHeaderCountBelowData) {
+  TempDir dir;
+  const std::string path = dir.file("count.bin");
+  write_raw(path, kShardMagicU32, kShardVersionU32, 3, 4 * 5);  // says 3 tokens, holds 5
+  expect_error([&] { Shard s(path); }, {path, "3 tokens", "1036", "1044"});
+}
+
+TEST(Shard, RejectsFileShorterThanHeader) {
+  TempDir dir;
+  const std::string path = dir.file("short.bin");
+  std::ofstream(path, std::ios::binary) << "not a shard";
+  expect_error([&] { Shard s(path); }, {path, "11 bytes", "header"});
+}
+
+TEST(Shard, RejectsZeroTokensAndMissingFile) {
+  TempDir dir;
+  const std::string path = dir.file("empty.bin");
+  write_raw(path, kShardMagicU16, kShardVersionU16, 0, 0);
+  expect_error([&] { Shard s(path); }, {path, "zero tokens"});
+  const std::string missing = dir.file("missing.bin");
+  expect_error([&] { Shard s(missing); }, {missing, "cannot open"});
+}
+
+TEST(Shard, Uint16RejectsLargeIdAndLeavesNoFile) {
+  TempDir dir;
+  const std::string path = dir.file("big.bin");
+  expect_error([&] { write_shard(path, {1, 2, 65536}, 2); }, {path, "65536", "offset 2"});
+  EXPECT_FALSE(fs::exists(path));
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+}
+
+TEST(ShardWriter, SplitsAtMaxTokensAndKeepsOrder) {
+  TempDir dir;
+  std::vector<uint32_t> tokens(25);
+  std::iota(tokens.begin(), tokens.end(), 1000u);
+  ShardWriter writer(dir.file("train"), 2, 10);
+  // Pieces that end before, exactly at and across shard boundaries.
+  writer.add(tokens.data(), 3);
+  writer.add(tokens.data() + 3, 7);
+  writer.add(tokens.data() + 10, 15);
+  const std::vector<std::string> paths = writer.finish();
+
+  ASSERT_EQ(paths.size(), 3u);
+  EXPECT_EQ(paths[0], dir.file("train_000000.bin"));
+  EXPECT_EQ(paths[2], dir.file("train_000002.bin"));
+  const std::vector<int64_t> sizes = {10, 10, 5};
+  std::vector<uint32_t> joined;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    const Shard s(paths[i]);
+    EXPECT_EQ(s.size(), sizes[i]);
+    for (int64_t j = 0; j < s.size(); ++j) joined.push_back(s[j]);
+  }
+  EXPECT_EQ(joined, tokens);
+}
+
+TEST(ShardWriter, ExactMultipleWritesNoEmptyTail) {
+  TempDir dir;
+  const std::vector<uint32_t> tokens(20, 5);
+  ShardWriter writer(dir.file("val"), 4, 10);
+  writer.add(tokens.data(), 20);
+  const std::vector<std::string> paths = writer.finish();
+  ASSERT_EQ(paths.size(), 2u);
+  EXPECT_EQ(Shard(paths[1]).size(), 10);
+  EXPECT_EQ(expand_shards(dir.path().string()).size(), 2u);
+}
+
+TEST(ExpandShards, FileDirectoryGlobAndNoMatch) {
+  TempDir dir;
+  for (const char* name : {"train_000001.bin", "train_000000.bin", "val_000000.bin"}) {
+    write_shard(dir.file(name), {1, 2, 3}, 2);
+  }
+  std::ofstream(dir.file("notes.txt")) << "not a shard";
+  fs::create_directory(dir.file("sub.bin"));  // a directory named like a shard is not a shard
+
+  EXPECT_EQ(expand_shards(dir.file("val_000000.bin")), std::vector<std::string>{dir.file("val_000000.bin")});
+  EXPECT_EQ(expand_shards(dir.path().string()),
+            (std::vector<std::string>{dir.file("train_000000.bin"), dir.file("train_000001.bin"),
+                                      dir.file("val_000000.bin")}));
+  EXPECT_EQ(expand_shards(dir.file("train_*.bin")),
+            (std::vector<std::string>{dir.file("train_000000.bin"), dir.file("train_000001.bin")}));
+  const std::string none = dir.file("test_*.bin");
+  expect_error([&] { expand_shards(none); }, {none, "data preparation"});
+}
+
+}  // namespace
+}  // namespace dytrain

@@ -1,0 +1,168 @@
+// The whole model: its parameter names (the fixed HF format), its initial loss, causality, and its gradient
+// against central finite differences of the loss along random directions, one direction per tensor.
+#include <cmath>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "trainer/model/llama.h"
+
+namespace dytrain {
+namespace {
+
+ModelConfig tiny(NormKind norm, bool bias, bool tie, int kv_heads) {
+  ModelConfig m;
+  m.vocab_size = 37;
+  m.dim = 16;
+  m.n_layers = 2;
+  m.n_heads = 4;
+  m.n_kv_heads = kv_heads;
+  m.ffn_dim = 24;
+  m.max_seq_len = 16;
+  m.norm = norm;
+  m.dyt_bias = bias;
+  m.tie_embeddings = tie;
+  m.alpha_attn = 1.0;
+  m.alpha_ffn = 0.5;
+  m.alpha_final = 0.7;
+  // Larger than LLaMA's 0.02 so every branch contributes visibly to the loss and its gradient.
+  m.init_std = 0.2;
+  return m;
+}
+
+std::vector<int32_t> random_tokens(int B, int T, int V, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> t(size_t(B) * (T + 1));
+  for (auto& x : t) x = int32_t(rng() % V);
+  return t;
+}
+
+TEST(Llama, ParameterNamesFollowHuggingFace) {
+  LlamaModel dyt(tiny(NormKind::dyt, true, false, 2));
+  std::set<std::string> names;
+  for (const ParamSpec& s : dyt.table().specs()) names.insert(s.name);
+  for (const char* n : {"model.embed_tokens.weight", "model.embed_scale", "model.layers.1.input_layernorm.alpha",
+                        "model.layers.1.input_layernorm.weight", "model.layers.1.input_layernorm.bias",
+                        "model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight",
+                        "model.layers.0.self_attn.v_proj.weight", "model.layers.0.self_attn.o_proj.weight",
+                        "model.layers.0.post_attention_layernorm.alpha", "model.layers.0.mlp.gate_proj.weight",
+                        "model.layers.0.mlp.up_proj.weight", "model.layers.0.mlp.down_proj.weight",
+                        "model.norm.alpha", "model.norm.weight", "model.norm.bias", "lm_head.weight"})
+    EXPECT_TRUE(names.count(n)) << n;
+  EXPECT_EQ(dyt.table().at("model.layers.0.self_attn.k_proj.weight").shape, (std::vector<int64_t>{8, 16}));
+  EXPECT_EQ(dyt.table().at("model.layers.0.mlp.down_proj.weight").shape, (std::vector<int64_t>{16, 24}));
+  EXPECT_EQ(dyt.table().at("model.norm.alpha").shape, (std::vector<int64_t>{1}));
+
+  LlamaModel rms(tiny(NormKind::rmsnorm, false, true, 4));
+  EXPECT_EQ(rms.table().find("model.norm.alpha"), nullptr);
+  EXPECT_EQ(rms.table().find("lm_head.weight"), nullptr);  // tied
+  EXPECT_NE(rms.table().find("model.norm.weight"), nullptr);
+}
+
+TEST(Llama, InitValues) {
+  ModelConfig cfg = tiny(NormKind::dyt, true, false, 2);
+  LlamaModel m(cfg);
+  m.init(3);
+  const auto& P = m.params();
+  EXPECT_FLOAT_EQ(P[m.table().at("model.embed_scale").offset], 4.0f);  // sqrt(16)
+  EXPECT_FLOAT_EQ(P[m.table().at("model.layers.1.input_layernorm.alpha").offset], 1.0f);
+  EXPECT_FLOAT_EQ(P[m.table().at("model.layers.1.post_attention_layernorm.alpha").offset], 0.5f);
+  EXPECT_FLOAT_EQ(P[m.table().at("model.norm.alpha").offset], 0.7f);
+  EXPECT_FLOAT_EQ(P[m.table().at("model.norm.weight").offset + 5], 1.0f);
+  EXPECT_FLOAT_EQ(P[m.table().at("model.norm.bias").offset + 5], 0.0f);
+  EXPECT_FLOAT_EQ(m.site_alpha(3), 0.5f);
+  LlamaModel again(cfg);
+  again.init(3);
+  EXPECT_EQ(again.params(), m.params());
+}
+
+TEST(Llama, InitialLossIsNearUniform) {
+  ModelConfig cfg = tiny(NormKind::dyt, false, false, 4);
+  cfg.init_std = 0.02;
+  LlamaModel m(cfg);
+  m.init(1);
+  auto tok = random_tokens(3, 8, cfg.vocab_size, 1);
+  // With N(0, 0.02) weights the logits are near zero: the loss is log(V) up to a few percent.
+  EXPECT_NEAR(m.forward(tok.data(), 3, 8, nullptr), std::log(double(cfg.vocab_size)), 0.1);
+}
+
+TEST(Llama, IsCausal) {
+  ModelConfig cfg = tiny(NormKind::dyt, false, false, 2);
+  LlamaModel m(cfg);
+  m.init(1);
+  const int B = 2, T = 8;
+  auto tok = random_tokens(B, T, cfg.vocab_size, 2);
+  // The loss at position t only depends on tokens 0..t+1. Token T-1 is the last input and the target of position
+  // T-2: changing it must leave the losses of positions 0..T-3 unchanged, bit for bit, and change position T-1's.
+  m.forward(tok.data(), B, T, nullptr);
+  const std::vector<float> before = m.token_losses();
+  auto changed = tok;
+  for (int b = 0; b < B; ++b) changed[b * (T + 1) + T - 1] = (changed[b * (T + 1) + T - 1] + 1) % cfg.vocab_size;
+  m.forward(changed.data(), B, T, nullptr);
+  const std::vector<float> after = m.token_losses();
+  for (int b = 0; b < B; ++b) {
+    for (int t = 0; t < T - 2; ++t) EXPECT_EQ(before[b * T + t], after[b * T + t]) << "b " << b << " t " << t;
+    EXPECT_NE(before[b * T + T - 1], after[b * T + T - 1]);
+  }
+}
+
+// dL/du along a random unit direction u within each tensor, by central differences, against grad . u.
+void check_gradient(const ModelConfig& cfg) {
+  LlamaModel m(cfg);
+  m.init(11);
+  const int B = 2, T = 6;
+  auto tok = random_tokens(B, T, cfg.vocab_size, 5);
+  m.zero_grad();
+  m.forward(tok.data(), B, T, nullptr);
+  m.backward(1.0f);
+  const std::vector<float> grad = m.grads();
+  std::mt19937 rng(9);
+  std::normal_distribution<double> normal;
+  for (const ParamSpec& s : m.table().specs()) {
+    std::vector<double> u(s.numel);
+    double norm = 0;
+    for (auto& x : u) x = normal(rng), norm += x * x;
+    double analytic = 0;
+    for (int64_t i = 0; i < s.numel; ++i) u[i] /= std::sqrt(norm), analytic += u[i] * grad[s.offset + i];
+    // h = 1% of the tensor's scale (at least 1e-2): the loss is fp32 (~3.6, ulp 2.4e-7), so the difference quotient
+    // carries ~1.2e-5 of rounding noise, while the O(h^2) truncation of the central difference stays below it.
+    double scale = 0;
+    for (int64_t i = 0; i < s.numel; ++i) scale = std::max(scale, double(std::fabs(m.params()[s.offset + i])));
+    const double h = 1e-2 * std::max(scale, 1.0);
+    const std::vector<float> saved(m.params().begin() + s.offset, m.params().begin() + s.offset + s.numel);
+    auto loss_at = [&](double step) {
+      for (int64_t i = 0; i < s.numel; ++i) m.params()[s.offset + i] = float(saved[i] + step * u[i]);
+      return double(m.forward(tok.data(), B, T, nullptr));
+    };
+    const double numeric = (loss_at(h) - loss_at(-h)) / (2 * h);
+    std::copy(saved.begin(), saved.end(), m.params().begin() + s.offset);
+    // The noise floor above (with margin) plus 0.2% relative: a gradient off by 1% fails for any slope > 4e-3.
+    EXPECT_NEAR(analytic, numeric, 2e-3 * std::fabs(numeric) + 3e-5) << s.name;
+  }
+}
+
+TEST(Llama, GradientMatchesFiniteDifferencesDyT) { check_gradient(tiny(NormKind::dyt, true, false, 2)); }
+TEST(Llama, GradientMatchesFiniteDifferencesTied) { check_gradient(tiny(NormKind::dyt, false, true, 4)); }
+TEST(Llama, GradientMatchesFiniteDifferencesRMSNorm) { check_gradient(tiny(NormKind::rmsnorm, false, false, 1)); }
+
+TEST(Llama, BackwardAccumulatesAndMomentsCount) {
+  ModelConfig cfg = tiny(NormKind::dyt, false, false, 2);
+  LlamaModel m(cfg);
+  m.init(1);
+  auto tok = random_tokens(2, 5, cfg.vocab_size, 3);
+  std::vector<cpu::SiteMoments> mom(n_norm_sites(cfg));
+  m.zero_grad();
+  m.forward(tok.data(), 2, 5, mom.data());
+  m.backward(0.5f);
+  const std::vector<float> once = m.grads();
+  m.forward(tok.data(), 2, 5, mom.data());
+  m.backward(0.5f);
+  for (size_t i = 0; i < once.size(); i += 97) EXPECT_NEAR(m.grads()[i], 2 * once[i], 1e-6 + 1e-5 * std::fabs(once[i]));
+  for (const auto& s : mom) EXPECT_EQ(s.count, 2.0 * 2 * 5 * cfg.dim);  // two passes over B*T*C inputs
+}
+
+}  // namespace
+}  // namespace dytrain

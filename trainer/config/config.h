@@ -1,0 +1,118 @@
+// The typed configuration of a run. Every field has a default and a doc line; config.cpp reads it from YAML
+// (with `include:` files and `--set key.path=value` overrides), validates it once and writes the resolved YAML.
+// The YAML keys are the field names below, grouped by section: model.dim, optim.lr, train.micro_batch, ...
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace dytrain {
+
+// A configuration error: names the file and key, says what is allowed.
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+enum class NormKind { dyt, rmsnorm };
+enum class ScheduleKind { cosine, linear, constant };
+
+struct ModelConfig {
+  int vocab_size = 0;             // token ids are in [0, vocab_size); required
+  int dim = 256;                  // hidden size (HF hidden_size)
+  int n_layers = 4;               // transformer blocks
+  int n_heads = 4;                // query heads; head_dim = dim / n_heads
+  int n_kv_heads = 0;             // key/value heads for grouped-query attention; 0 means n_heads
+  int ffn_dim = 0;                // SwiGLU hidden size; 0 derives it by LLaMA's rule from multiple_of
+  int multiple_of = 256;          // LLaMA rule: ffn_dim = multiple_of * ceil((8 dim / 3 * ffn_dim_multiplier) / multiple_of)
+  double ffn_dim_multiplier = 1.0;
+  int max_seq_len = 1024;         // longest sequence (HF max_position_embeddings)
+  double rope_theta = 10000.0;
+  NormKind norm = NormKind::dyt;  // dyt | rmsnorm (the baseline)
+  double alpha_attn = 1.0;        // alpha0 of the pre-attention DyT of every layer
+  double alpha_ffn = 1.0;         // alpha0 of the pre-FFN DyT of every layer
+  double alpha_final = 1.0;       // alpha0 of the final DyT
+  bool dyt_bias = false;          // DyT with beta; the paper's LLaMA DyT has none
+  double rms_eps = 1e-5;          // RMSNorm epsilon (norm: rmsnorm only)
+  bool embed_scale = true;        // learnable scalar after the embedding, init sqrt(dim)
+  bool tie_embeddings = false;    // LM head shares the embedding table
+  double init_std = 0.02;         // std of every matrix and the embedding at init
+
+  int head_dim() const { return dim / n_heads; }
+  int kv_heads() const { return n_kv_heads > 0 ? n_kv_heads : n_heads; }
+  int hidden_dim() const;         // ffn_dim, or derived by the multiple_of rule
+};
+
+// Optimizer settings a parameter group may override. Groups: matrices (attention and FFN weights, LM head),
+// embeddings (token table), dyt_alpha, dyt_gamma_beta (DyT gamma and beta, RMSNorm weight), embed_scale.
+struct GroupConfig {
+  bool weight_decay = false;      // apply optim.weight_decay to this group
+  std::optional<double> lr;       // peak lr of this group (schedule and min_lr scale with it); default optim.lr
+  std::optional<double> beta2;    // AdamW beta2 of this group; default optim.beta2
+};
+
+struct OptimConfig {
+  double lr = 3e-4;               // peak learning rate, reached at the end of warmup
+  double min_lr = 3e-5;           // final learning rate of the cosine / linear decay
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.1;      // decoupled, applied to groups with weight_decay: true
+  double grad_clip = 1.0;         // global L2 norm clip; 0 disables
+  ScheduleKind schedule = ScheduleKind::cosine;
+  int warmup_steps = 100;         // linear warmup from lr / warmup_steps to lr
+  GroupConfig matrices{true, {}, {}};
+  GroupConfig embeddings{true, {}, {}};
+  GroupConfig dyt_alpha{false, {}, {}};
+  GroupConfig dyt_gamma_beta{false, {}, {}};
+  GroupConfig embed_scale{false, {}, {}};
+};
+
+struct DataConfig {
+  std::string train;              // llm.c token shards: a file, a glob (data/x/train_*.bin) or a directory
+  std::string val;                // validation shards, same forms; empty disables validation
+};
+
+struct TrainConfig {
+  int micro_batch = 8;            // sequences per micro-batch on each data-parallel rank
+  int seq_len = 256;              // tokens per sequence (<= model.max_seq_len)
+  int grad_accum = 1;             // micro-batches per optimizer step
+  int max_steps = 1000;           // optimizer steps of the whole run
+  int log_every = 10;             // console and metrics.jsonl line every N steps (and the first and last step)
+  int val_every = 100;            // validation loss every N steps and at the end; 0 disables
+  int val_batches = 8;            // micro-batches per validation
+  int ckpt_every = 0;             // checkpoint every N steps; 0 means only at the end
+  int keep_checkpoints = 2;       // newest checkpoints kept; older ones are removed
+  uint64_t seed = 1337;           // init and data order
+  std::string device = "auto";    // cpu | cuda | auto (cuda when a GPU is present)
+};
+
+struct Config {
+  ModelConfig model;
+  OptimConfig optim;
+  DataConfig data;
+  TrainConfig train;
+};
+
+// The YAML spellings of the enums ("dyt", "rmsnorm"; "cosine", "linear", "constant"), also used in config.json.
+const char* to_string(NormKind kind);
+const char* to_string(ScheduleKind kind);
+// Inverse of to_string; throws ConfigError listing the allowed names.
+NormKind parse_norm_kind(const std::string& name);
+ScheduleKind parse_schedule_kind(const std::string& name);
+
+// Reads a config file, applies `key.path=value` overrides in order, validates. Throws ConfigError.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// Validates every field and the combinations (n_heads divides dim, seq_len <= max_seq_len, ...). Throws ConfigError
+// naming the key. `source` names the file in messages.
+void validate(const Config& cfg, const std::string& source);
+
+// The resolved config as YAML, every key present: saved in the run directory and loadable again.
+std::string to_yaml(const Config& cfg);
+
+// A stable hash of the resolved config (FNV-1a of to_yaml), to check all ranks run the same config.
+uint64_t config_hash(const Config& cfg);
+
+}  // namespace dytrain

@@ -1,0 +1,65 @@
+// The dytrain command line. Small on purpose: everything a run does is in its config file; flags only pick the
+// file, override keys and place the run.
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "trainer/train/trainer.h"
+
+namespace {
+
+const char* kUsage = R"(usage:
+  dytrain train CONFIG.yaml [--set key.path=value ...] [--run-dir DIR] [--resume]
+      Train from CONFIG (see configs/train/). --set overrides any config key, e.g. --set optim.lr=1e-3
+      --set model.alpha_attn=0.5. The run directory (default runs/<config name>) receives config.yaml,
+      metrics.jsonl, train.log and checkpoints/. --resume continues from its latest complete checkpoint.
+)";
+
+int usage_error(const std::string& what) {
+  std::fprintf(stderr, "dytrain: %s\n%s", what.c_str(), kUsage);
+  return dytrain::kExitBadInput;
+}
+
+int cmd_train(const std::vector<std::string>& args) {
+  dytrain::TrainOptions opt;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&]() -> const std::string* { return i + 1 < args.size() ? &args[++i] : nullptr; };
+    if (a == "--set") {
+      const std::string* v = value();
+      if (!v) return usage_error("--set needs key.path=value");
+      opt.overrides.push_back(*v);
+    } else if (a.rfind("--set=", 0) == 0) {
+      opt.overrides.push_back(a.substr(6));
+    } else if (a == "--run-dir") {
+      const std::string* v = value();
+      if (!v) return usage_error("--run-dir needs a directory");
+      opt.run_dir = *v;
+    } else if (a == "--resume") {
+      opt.resume = true;
+    } else if (a.rfind("--", 0) == 0) {
+      return usage_error("unknown option " + a);
+    } else if (opt.config_path.empty()) {
+      opt.config_path = a;
+    } else {
+      return usage_error("one config file only, got " + opt.config_path + " and " + a);
+    }
+  }
+  if (opt.config_path.empty()) return usage_error("train needs a config file");
+  return dytrain::train(opt);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+    std::fputs(kUsage, args.empty() ? stderr : stdout);
+    return args.empty() ? dytrain::kExitBadInput : dytrain::kExitOk;
+  }
+  const std::string cmd = args[0];
+  args.erase(args.begin());
+  if (cmd == "train") return cmd_train(args);
+  return usage_error("unknown command " + cmd);
+}

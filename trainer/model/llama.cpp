@@ -1,0 +1,107 @@
+// Construction of the parameter table (in the Hugging Face LLaMA order), initialisation, and the norm site
+// dispatch shared by forward and backward (llama_step.cpp).
+#include "trainer/model/llama.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "kernels/cpu/rmsnorm.h"
+#include "trainer/model/init.h"
+
+namespace dytrain {
+
+LlamaModel::LlamaModel(const ModelConfig& cfg) : cfg_(cfg) {
+  const int64_t C = cfg.dim, V = cfg.vocab_size, F = cfg.hidden_dim();
+  const int64_t q_out = int64_t(cfg.n_heads) * cfg.head_dim(), kv_out = int64_t(cfg.kv_heads()) * cfg.head_dim();
+
+  embed_ = table_.add("model.embed_tokens.weight", {V, C}, ParamGroup::embeddings);
+  if (cfg.embed_scale) embed_scale_ = table_.add("model.embed_scale", {1}, ParamGroup::embed_scale);
+  layers_.resize(cfg.n_layers);
+  for (int i = 0; i < cfg.n_layers; ++i) {
+    Layer& l = layers_[i];
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    add_norm_site(&l.attn_norm, p + "input_layernorm.");
+    l.wq = table_.add(p + "self_attn.q_proj.weight", {q_out, C}, ParamGroup::matrices);
+    l.wk = table_.add(p + "self_attn.k_proj.weight", {kv_out, C}, ParamGroup::matrices);
+    l.wv = table_.add(p + "self_attn.v_proj.weight", {kv_out, C}, ParamGroup::matrices);
+    l.wo = table_.add(p + "self_attn.o_proj.weight", {C, q_out}, ParamGroup::matrices);
+    add_norm_site(&l.ffn_norm, p + "post_attention_layernorm.");
+    l.w_gate = table_.add(p + "mlp.gate_proj.weight", {F, C}, ParamGroup::matrices);
+    l.w_up = table_.add(p + "mlp.up_proj.weight", {F, C}, ParamGroup::matrices);
+    l.w_down = table_.add(p + "mlp.down_proj.weight", {C, F}, ParamGroup::matrices);
+  }
+  add_norm_site(&final_norm_, "model.norm.");
+  // Tied: the LM head reads the embedding table, and its gradient lands there too.
+  lm_head_ = cfg.tie_embeddings ? embed_ : table_.add("lm_head.weight", {V, C}, ParamGroup::matrices);
+
+  params_.assign(table_.total(), 0.0f);
+  grads_.assign(table_.total(), 0.0f);
+}
+
+void LlamaModel::add_norm_site(NormSite* site, const std::string& prefix) {
+  const int64_t C = cfg_.dim;
+  if (cfg_.norm == NormKind::dyt) site->alpha = table_.add(prefix + "alpha", {1}, ParamGroup::dyt_alpha);
+  site->weight = table_.add(prefix + "weight", {C}, ParamGroup::dyt_gamma_beta);
+  if (cfg_.norm == NormKind::dyt && cfg_.dyt_bias) site->bias = table_.add(prefix + "bias", {C}, ParamGroup::dyt_gamma_beta);
+}
+
+void LlamaModel::init(uint64_t seed) {
+  for (const ParamSpec& s : table_.specs()) {
+    float* p = params_.data() + s.offset;
+    switch (s.group) {
+      case ParamGroup::matrices:
+      case ParamGroup::embeddings:
+        fill_normal(p, s.numel, cfg_.init_std, seed, s.name);
+        break;
+      case ParamGroup::dyt_gamma_beta: {
+        const bool is_bias = s.name.size() >= 4 && s.name.compare(s.name.size() - 4, 4, "bias") == 0;
+        std::fill(p, p + s.numel, is_bias ? 0.0f : 1.0f);
+        break;
+      }
+      case ParamGroup::dyt_alpha:
+        break;  // set per site below
+      case ParamGroup::embed_scale:
+        p[0] = float(std::sqrt(double(cfg_.dim)));
+        break;
+    }
+  }
+  if (cfg_.norm == NormKind::dyt) {
+    for (Layer& l : layers_) {
+      params_[l.attn_norm.alpha] = float(cfg_.alpha_attn);
+      params_[l.ffn_norm.alpha] = float(cfg_.alpha_ffn);
+    }
+    params_[final_norm_.alpha] = float(cfg_.alpha_final);
+  }
+  zero_grad();
+}
+
+void LlamaModel::zero_grad() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
+
+float LlamaModel::site_alpha(int site) const {
+  const NormSite& s = site == 2 * cfg_.n_layers ? final_norm_
+                      : (site % 2 == 0 ? layers_[site / 2].attn_norm : layers_[site / 2].ffn_norm);
+  return s.alpha >= 0 ? params_[s.alpha] : 0.0f;
+}
+
+void LlamaModel::norm_forward(float* y, float* rstd, const float* x, const NormSite& s, int64_t N,
+                              cpu::SiteMoments* m) const {
+  const float* P = params_.data();
+  if (cfg_.norm == NormKind::dyt)
+    cpu::dyt_forward(y, x, P[s.alpha], P + s.weight, s.bias >= 0 ? P + s.bias : nullptr, N, cfg_.dim, m);
+  else
+    cpu::rmsnorm_forward(y, rstd, x, P + s.weight, float(cfg_.rms_eps), N, cfg_.dim, m);
+}
+
+void LlamaModel::norm_backward(float* dx, const float* dy, const float* x, const float* rstd, const NormSite& s,
+                               int64_t N) {
+  const float* P = params_.data();
+  float* G = grads_.data();
+  if (cfg_.norm == NormKind::dyt)
+    cpu::dyt_backward(dx, G + s.alpha, G + s.weight, s.bias >= 0 ? G + s.bias : nullptr, dy, x, P[s.alpha],
+                      P + s.weight, N, cfg_.dim);
+  else
+    cpu::rmsnorm_backward(dx, G + s.weight, dy, x, P + s.weight, rstd, N, cfg_.dim);
+}
+
+}  // namespace dytrain
