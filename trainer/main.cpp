@@ -1,10 +1,12 @@
 // The dytrain command line. Small on purpose: everything a run does is in its config file; flags only pick the
 // file, override keys and place the run.
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "trainer/train/check.h"
 #include "trainer/train/trainer.h"
 
 namespace {
@@ -14,6 +16,9 @@ const char* kUsage = R"(usage:
       Train from CONFIG (see configs/train/). --set overrides any config key, e.g. --set optim.lr=1e-3
       --set model.alpha_attn=0.5. The run directory (default runs/<config name>) receives config.yaml,
       metrics.jsonl, train.log and checkpoints/. --resume continues from its latest complete checkpoint.
+  dytrain check CKPT_DIR SHARD [--batch 4] [--seq 64]
+      Loss, grad norm and every alpha with its gradient on the shard's first batch x (seq + 1) tokens, as JSON:
+      the same figures as ../shared/bench/torch_llama_dyt.py check, for a side-by-side comparison.
 )";
 
 int usage_error(const std::string& what) {
@@ -50,6 +55,33 @@ int cmd_train(const std::vector<std::string>& args) {
   return dytrain::train(opt);
 }
 
+int cmd_check(const std::vector<std::string>& args) {
+  dytrain::CheckOptions opt;
+  std::vector<std::string> positional;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if ((a == "--batch" || a == "--seq") && i + 1 < args.size()) {
+      const int v = std::atoi(args[++i].c_str());
+      if (v <= 0) return usage_error(a + " needs a positive integer");
+      (a == "--batch" ? opt.batch : opt.seq) = v;
+    } else if (a.rfind("--", 0) == 0) {
+      return usage_error("unknown option " + a);
+    } else {
+      positional.push_back(a);
+    }
+  }
+  if (positional.size() != 2) return usage_error("check needs CKPT_DIR and SHARD");
+  opt.checkpoint_dir = positional[0];
+  opt.shard = positional[1];
+  try {
+    std::printf("%s\n", dytrain::check_checkpoint(opt).c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dytrain check: %s\n", e.what());
+    return dytrain::kExitBadInput;
+  }
+  return dytrain::kExitOk;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -61,5 +93,6 @@ int main(int argc, char** argv) {
   const std::string cmd = args[0];
   args.erase(args.begin());
   if (cmd == "train") return cmd_train(args);
+  if (cmd == "check") return cmd_check(args);
   return usage_error("unknown command " + cmd);
 }

@@ -1,8 +1,9 @@
 // Softmax cross-entropy over the vocabulary, one row per token, parallel over rows. Each row subtracts its max and
 // sums the exponentials in double, so log-sum-exp stays accurate for V in the 10^5 range; the exponentials themselves
-// are fp32 expf (within 1 ulp, and several times cheaper than double exp at N * V calls per step). Backward
-// recomputes the row's max and sum before writing any of it, which is what lets dlogits alias logits (the LM head's
-// logits buffer is reused for its gradient, saving an (N, V) allocation).
+// are fp32 expf (within 1 ulp, and several times cheaper than double exp at N * V calls per step). Backward makes one
+// exp per element: it stores exp(x - max) in dlogits, then scales the row by dloss / sum. Each element is read before
+// it is written, which is what lets dlogits alias logits (the LM head's logits buffer is reused for its gradient,
+// saving an (N, V) allocation).
 #include "kernels/cpu/cross_entropy.h"
 
 #include <algorithm>
@@ -25,19 +26,6 @@ void check_targets(const int32_t* targets, int64_t N, int V, const char* fn) {
   }
 }
 
-struct RowStats {
-  float max;
-  double sum;  // sum of exp(logit - max)
-};
-
-RowStats row_stats(const float* x, int V) {
-  float mx = -INFINITY;
-  for (int i = 0; i < V; ++i) mx = std::max(mx, x[i]);
-  double sum = 0.0;
-  for (int i = 0; i < V; ++i) sum += std::exp(x[i] - mx);
-  return {mx, sum};
-}
-
 }  // namespace
 
 void cross_entropy_forward(float* losses, const float* logits, const int32_t* targets, int64_t N, int V) {
@@ -45,8 +33,11 @@ void cross_entropy_forward(float* losses, const float* logits, const int32_t* ta
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     const float* x = logits + n * V;
-    const RowStats st = row_stats(x, V);
-    const double lse = st.max + std::log(st.sum);
+    float mx = -INFINITY;
+    for (int i = 0; i < V; ++i) mx = std::max(mx, x[i]);
+    double sum = 0.0;
+    for (int i = 0; i < V; ++i) sum += std::exp(x[i] - mx);
+    const double lse = mx + std::log(sum);
     losses[n] = static_cast<float>(lse - x[targets[n]]);
   }
 }
@@ -58,13 +49,18 @@ void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* 
   for (int64_t n = 0; n < N; ++n) {
     const float* x = logits + n * V;
     float* dx = dlogits + n * V;
-    const RowStats st = row_stats(x, V);
-    const float inv_sum = static_cast<float>(1.0 / st.sum);
-    const int32_t target = targets[n];
+    float mx = -INFINITY;
+    for (int i = 0; i < V; ++i) mx = std::max(mx, x[i]);
+    // Element i of x is read before element i of dx is written, so dx may be x.
+    double sum = 0.0;
     for (int i = 0; i < V; ++i) {
-      const float p = std::exp(x[i] - st.max) * inv_sum;
-      dx[i] = dloss * (p - (i == target ? 1.0f : 0.0f));
+      const float e = std::exp(x[i] - mx);
+      dx[i] = e;
+      sum += e;
     }
+    const float inv_sum = static_cast<float>(1.0 / sum);
+    for (int i = 0; i < V; ++i) dx[i] = dloss * dx[i] * inv_sum;
+    dx[targets[n]] -= dloss;
   }
 }
 

@@ -1,9 +1,9 @@
 // Bias-free linear layers. With OpenBLAS (DYTRAIN_HAVE_BLAS) all three products are one cblas_sgemm each, the
-// backward ones with beta = 1 so they accumulate in place. Without BLAS, OpenMP loops that keep the innermost loop
-// contiguous in memory:
-//   forward  out[m, n] = dot(inp[m, :], weight[n, :])   rows of 4 inputs share each weight row while it is in cache;
-//   dinp     dinp[m, :] += dout[m, n] * weight[n, :]     axpy over k, parallel over m;
-//   dweight  dweight[n, :] += dout[m, n] * inp[m, :]     axpy over k, parallel over n, m in order.
+// backward ones with beta = 1 so they accumulate in place. Without BLAS, OpenMP loops over tiles of output rows,
+// with the innermost loop over k, contiguous in memory:
+//   forward  out[m, n] = dot(inp[m, :], weight[n, :])   an `omp simd` dot (lane order fixed at compile time);
+//   dinp     dinp[m, :] += dout[m, n] * weight[n, :]     axpy over k, n in order;
+//   dweight  dweight[n, :] += dout[m, n] * inp[m, :]     axpy over k, m in order.
 // Each output element is owned by one thread and summed in a fixed order, so results do not depend on the thread count.
 #include "kernels/cpu/matmul.h"
 
@@ -31,23 +31,29 @@ void matmul_backward(float* dinp, float* dweight, const float* dout, const float
 #else
 
 namespace {
-constexpr int64_t kRowTile = 4;  // input rows sharing one pass over the weight
-}
+// Each thread owns kTile rows of the output and streams the other operand in blocks of kBlock rows (32 KiB at
+// K = 256), which stay in L2 while all kTile rows use them: the streamed operand is read M / kTile times from memory
+// instead of M times.
+constexpr int64_t kTile = 64;
+constexpr int64_t kBlock = 32;
+}  // namespace
 
 void matmul_forward(float* out, const float* inp, const float* weight, int64_t M, int64_t K, int64_t N) {
-  const int64_t tiles = (M + kRowTile - 1) / kRowTile;
+  const int64_t tiles = (M + kTile - 1) / kTile;
 #pragma omp parallel for schedule(static)
   for (int64_t tile = 0; tile < tiles; ++tile) {
-    const int64_t m0 = tile * kRowTile;
-    const int64_t rows = std::min(kRowTile, M - m0);
-    for (int64_t n = 0; n < N; ++n) {
-      const float* w = weight + n * K;
-      for (int64_t r = 0; r < rows; ++r) {
-        const float* x = inp + (m0 + r) * K;
-        float acc = 0.0f;
+    const int64_t m_end = std::min(M, (tile + 1) * kTile);
+    for (int64_t n0 = 0; n0 < N; n0 += kBlock) {
+      const int64_t n_end = std::min(N, n0 + kBlock);
+      for (int64_t m = tile * kTile; m < m_end; ++m) {
+        const float* x = inp + m * K;
+        for (int64_t n = n0; n < n_end; ++n) {
+          const float* w = weight + n * K;
+          float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
-        for (int64_t k = 0; k < K; ++k) acc += x[k] * w[k];
-        out[(m0 + r) * N + n] = acc;
+          for (int64_t k = 0; k < K; ++k) acc += x[k] * w[k];
+          out[m * N + n] = acc;
+        }
       }
     }
   }
@@ -56,24 +62,38 @@ void matmul_forward(float* out, const float* inp, const float* weight, int64_t M
 void matmul_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight, int64_t M,
                      int64_t K, int64_t N) {
   if (dinp) {
+    const int64_t tiles = (M + kTile - 1) / kTile;
 #pragma omp parallel for schedule(static)
-    for (int64_t m = 0; m < M; ++m) {
-      float* di = dinp + m * K;
-      for (int64_t n = 0; n < N; ++n) {
-        const float g = dout[m * N + n];
-        const float* w = weight + n * K;
-        for (int64_t k = 0; k < K; ++k) di[k] += g * w[k];
+    for (int64_t tile = 0; tile < tiles; ++tile) {
+      const int64_t m_end = std::min(M, (tile + 1) * kTile);
+      for (int64_t n0 = 0; n0 < N; n0 += kBlock) {  // n in order for every dinp element
+        const int64_t n_end = std::min(N, n0 + kBlock);
+        for (int64_t m = tile * kTile; m < m_end; ++m) {
+          float* di = dinp + m * K;
+          for (int64_t n = n0; n < n_end; ++n) {
+            const float g = dout[m * N + n];
+            const float* w = weight + n * K;
+            for (int64_t k = 0; k < K; ++k) di[k] += g * w[k];
+          }
+        }
       }
     }
   }
   if (dweight) {
+    const int64_t tiles = (N + kTile - 1) / kTile;
 #pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < N; ++n) {
-      float* dw = dweight + n * K;
-      for (int64_t m = 0; m < M; ++m) {
-        const float g = dout[m * N + n];
-        const float* x = inp + m * K;
-        for (int64_t k = 0; k < K; ++k) dw[k] += g * x[k];
+    for (int64_t tile = 0; tile < tiles; ++tile) {
+      const int64_t n_end = std::min(N, (tile + 1) * kTile);
+      for (int64_t m0 = 0; m0 < M; m0 += kBlock) {  // m in order for every dweight element
+        const int64_t m_end = std::min(M, m0 + kBlock);
+        for (int64_t n = tile * kTile; n < n_end; ++n) {
+          float* dw = dweight + n * K;
+          for (int64_t m = m0; m < m_end; ++m) {
+            const float g = dout[m * N + n];
+            const float* x = inp + m * K;
+            for (int64_t k = 0; k < K; ++k) dw[k] += g * x[k];
+          }
+        }
       }
     }
   }

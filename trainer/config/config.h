@@ -33,6 +33,10 @@ struct ModelConfig {
   double alpha_attn = 1.0;        // alpha0 of the pre-attention DyT of every layer
   double alpha_ffn = 1.0;         // alpha0 of the pre-FFN DyT of every layer
   double alpha_final = 1.0;       // alpha0 of the final DyT
+  std::string alpha_init = "fixed";  // fixed: the alpha_* above | calibrated: each site's alpha0 = alpha_calib_c /
+                                     // std of its input, measured on the first batch at init (beyond the paper);
+                                     // no effect with norm: rmsnorm
+  double alpha_calib_c = 1.0;     // the c of alpha_init: calibrated
   bool dyt_bias = false;          // DyT with beta; the paper's LLaMA DyT has none
   double rms_eps = 1e-5;          // RMSNorm epsilon (norm: rmsnorm only)
   bool embed_scale = true;        // learnable scalar after the embedding, init sqrt(dim)

@@ -82,6 +82,9 @@ void check_model(Checker& c, const ModelConfig& m) {
   c.positive("model.alpha_final", m.alpha_final);
   c.positive("model.rms_eps", m.rms_eps);
   c.positive("model.init_std", m.init_std);
+  c.check(m.alpha_init == "fixed" || m.alpha_init == "calibrated", "model.alpha_init",
+          fmt::format("must be fixed or calibrated, got '{}'", m.alpha_init));
+  c.positive("model.alpha_calib_c", m.alpha_calib_c);
 
   if (dim_ok && heads_ok &&
       c.check_pair(m.dim % m.n_heads == 0, "model.n_heads", "model.dim",

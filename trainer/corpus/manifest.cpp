@@ -40,6 +40,7 @@ std::string manifest_path(const std::string& dir) { return dir + "/manifest.yaml
 
 void write_manifest(const std::string& path, const Manifest& m) {
   YAML::Emitter e;
+  e.SetDoublePrecision(6);  // seconds: enough digits, without the noise of a full double
   e << YAML::BeginMap;
   e << YAML::Key << "recipe" << YAML::Value << m.recipe;
   e << YAML::Key << "recipe_file" << YAML::Value << m.recipe_file;

@@ -84,9 +84,22 @@ float LlamaModel::site_alpha(int site) const {
   return s.alpha >= 0 ? params_[s.alpha] : 0.0f;
 }
 
+void LlamaModel::calibrate_alphas(const int32_t* tokens, int B, int T, double c) {
+  if (cfg_.norm != NormKind::dyt) return;
+  calibrate_c_ = c;
+  forward(tokens, B, T, nullptr);
+  calibrate_c_ = 0.0;
+}
+
 void LlamaModel::norm_forward(float* y, float* rstd, const float* x, const NormSite& s, int64_t N,
-                              cpu::SiteMoments* m) const {
-  const float* P = params_.data();
+                              cpu::SiteMoments* m) {
+  float* P = params_.data();
+  if (cfg_.norm == NormKind::dyt && calibrate_c_ > 0) {
+    cpu::SiteMoments in;
+    cpu::dyt_forward(y, x, P[s.alpha], P + s.weight, s.bias >= 0 ? P + s.bias : nullptr, N, cfg_.dim, &in);
+    const double mean = in.sum / in.count, std = std::sqrt(std::max(0.0, in.sum_sq / in.count - mean * mean));
+    if (std > 0) P[s.alpha] = float(calibrate_c_ / std);
+  }
   if (cfg_.norm == NormKind::dyt)
     cpu::dyt_forward(y, x, P[s.alpha], P + s.weight, s.bias >= 0 ? P + s.bias : nullptr, N, cfg_.dim, m);
   else

@@ -31,6 +31,11 @@ class LlamaModel {
   // for backward(). moments: nullptr, or n_norm_sites() entries accumulated (+=) with each site's input statistics.
   float forward(const int32_t* tokens, int B, int T, cpu::SiteMoments* moments);
 
+  // Calibrated init (beyond the paper): sets each DyT site's alpha to c / std(its input) on tokens (B, T+1), site by
+  // site in forward order, so each site is measured on what its already calibrated predecessors produce.
+  // No effect on an RMSNorm model.
+  void calibrate_alphas(const int32_t* tokens, int B, int T, double c);
+
   // Gradients of loss_weight * (the mean loss of the last forward), accumulated (+=) into grads().
   void backward(float loss_weight);
 
@@ -72,7 +77,7 @@ class LlamaModel {
   };
 
   void add_norm_site(NormSite* site, const std::string& prefix);
-  void norm_forward(float* y, float* rstd, const float* x, const NormSite& s, int64_t N, cpu::SiteMoments* m) const;
+  void norm_forward(float* y, float* rstd, const float* x, const NormSite& s, int64_t N, cpu::SiteMoments* m);
   void norm_backward(float* dx, const float* dy, const float* x, const float* rstd, const NormSite& s, int64_t N);
   void ensure_activations(int B, int T);
 
@@ -82,6 +87,7 @@ class LlamaModel {
   int64_t embed_ = -1, embed_scale_ = -1, lm_head_ = -1;
   NormSite final_norm_;
   std::vector<Layer> layers_;
+  double calibrate_c_ = 0.0;  // > 0 only inside calibrate_alphas()
 
   // Activations of the last forward pass, sized for (B_, T_).
   int B_ = 0, T_ = 0;

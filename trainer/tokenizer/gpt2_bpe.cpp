@@ -2,12 +2,12 @@
 // Design decisions:
 // - The merge loop keeps a piece as a linked list of symbols and a min-heap of candidate pairs ordered by
 //   (rank, position), so a piece of n bytes costs O(n log n) even when long (base64 blobs, runs of '='), and equal
-//   ranks merge left to right. A pair involving a merged token always ranks after the merge that made it (a token must
-//   exist before it can be merged), so merging one best pair at a time in that order gives the same result as
-//   OpenAI's encoder.py, which merges every occurrence of the best pair per pass.
-// - Two caches: whole_token_slots_ (built at load, shared, read-only) answers pieces that are one token; a cache local to
-//   each encode() call maps other pieces to where their ids were first written in the output, so a word repeated in
-//   a document is merged once. Keeping that cache in the call keeps encode() free of shared mutable state.
+//   ranks merge left to right. A pair involving a merged token ranks after the merge that made it (read_gpt2_files
+//   checks this), so merging one best pair at a time in that order gives the same result as OpenAI's encoder.py,
+//   which merges every occurrence of the best pair per pass.
+// - Two caches: whole_token_slots_ (built at load, shared, read-only) answers pieces that are one token; a cache
+//   local to each encode() call maps other pieces to where their ids were first written in the output, so a word
+//   repeated in a document is merged once. Keeping that cache in the call keeps encode() free of shared state.
 #include "trainer/tokenizer/gpt2_bpe.h"
 
 #include <algorithm>
@@ -83,7 +83,7 @@ Gpt2Bpe::Gpt2Bpe(const std::string& dir) {
   for (uint32_t id = 0; id < tokens_.size(); ++id) {
     ids.clear();
     merge_piece(&ids, tokens_[id], &scratch);
-    if (ids.size() != 1) continue;
+    if (ids.size() != 1 || ids[0] != id) continue;
     size_t i = hash_bytes(tokens_[id]) & mask;
     while (whole_token_slots_[i] != kNoToken) i = (i + 1) & mask;  // read_gpt2_files rejected repeated tokens
     whole_token_slots_[i] = id;

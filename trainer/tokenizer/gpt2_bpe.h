@@ -38,17 +38,17 @@ class Gpt2Bpe final : public Tokenizer {
   struct BpeScratch;  // the merge loop's buffers, reused across the pieces of one encode() call
 
   const MergeSlot* find_merge(uint32_t left, uint32_t right) const;  // nullptr when the pair never merges
+  uint32_t find_whole_token(std::string_view piece) const;           // the id, or kNoToken
   // Appends the BPE of one piece (at least one byte) to *out.
   void merge_piece(std::vector<uint32_t>* out, std::string_view piece, BpeScratch* scratch) const;
 
   std::vector<std::string> tokens_;         // (vocab_size) raw bytes of each id
-  uint32_t byte_to_id_[256];                // the single-byte tokens BPE starts from
+  uint32_t byte_to_id_[256] = {};           // the single-byte tokens BPE starts from
   std::vector<MergeSlot> merge_slots_;      // power-of-two size, at most half full
   // Open-addressing set of the ids whose bytes, as a piece, BPE into that one id (kNoToken in the .cpp marks a free
   // slot). Built at load by running the merge loop on every vocab entry (in GPT-2 all but <|endoftext|> qualify), it
   // lets the common words skip the merge loop; std::unordered_map's hashing and node chasing cost twice as much.
   std::vector<uint32_t> whole_token_slots_;  // power-of-two size, at most half full
-  uint32_t find_whole_token(std::string_view piece) const;  // the id, or kNoToken
   uint32_t eot_id_ = 0;
 };
 

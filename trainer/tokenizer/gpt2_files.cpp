@@ -225,6 +225,10 @@ Gpt2Files read_gpt2_files(const std::string& dir) {
   const std::string merges_path = dir + "/vocab.bpe";
   const std::string merges_text = read_file(merges_path);
   std::unordered_set<uint64_t> pairs;
+  // A merge may use only bytes and tokens made by earlier merges, as in any learned BPE. The merge loop relies on it
+  // (see gpt2_bpe.cpp), so it is checked rather than assumed.
+  std::vector<bool> available(files.tokens.size(), false);
+  for (uint32_t id = 0; id < files.tokens.size(); ++id) available[id] = files.tokens[id].size() == 1;
   size_t line_no = 0;
   for (size_t pos = 0; pos < merges_text.size();) {
     size_t eol = merges_text.find('\n', pos);
@@ -249,6 +253,10 @@ Gpt2Files read_gpt2_files(const std::string& dir) {
     if (!pairs.insert((uint64_t{l->second} << 32) | r->second).second) {
       throw bad_file(where, "repeats an earlier merge");
     }
+    if (!available[l->second] || !available[r->second]) {
+      throw bad_file(where, "uses a token before the merge that makes it (merges must be in the order learned)");
+    }
+    available[m->second] = true;
     files.merges.push_back({l->second, r->second, m->second});
   }
   return files;

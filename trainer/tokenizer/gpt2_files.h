@@ -15,7 +15,9 @@ struct Gpt2Merge {
 
 struct Gpt2Files {
   std::vector<std::string> tokens;  // (vocab) raw bytes of each id; ids are dense, every single byte is a token
-  std::vector<Gpt2Merge> merges;    // in vocab.bpe order: index = rank, lower merges first; no pair repeats
+  // In vocab.bpe order: index = rank, lower merges first. No pair repeats, and each merge's parts are single bytes
+  // or made by an earlier merge.
+  std::vector<Gpt2Merge> merges;
   uint32_t eot_id = 0;              // the id of "<|endoftext|>"
 };
 

@@ -51,6 +51,7 @@ class SentencePieceTokenizer : public Tokenizer {
   std::string path_;
   std::string tag_;
   uint32_t eot_id_ = 0;
+  bool split_lines_ = false;  // encode line by line (exact for models trained here; see load())
 };
 
 }  // namespace dytrain

@@ -90,7 +90,10 @@ class Trainer {
     log_ = make_logger((fs::path(run_dir_) / "train.log").string());
     model_.init(cfg.train.seed);
     std::optional<int64_t> resumed_at;
-    if (opt.resume) resumed_at = restore();
+    if (opt.resume)
+      resumed_at = restore();
+    else if (cfg.model.alpha_init == "calibrated" && cfg.model.norm == NormKind::dyt)
+      calibrate_alphas();
     metrics_ = std::make_unique<MetricsWriter>((fs::path(run_dir_) / "metrics.jsonl").string(), resumed_at);
   }
 
@@ -99,6 +102,7 @@ class Trainer {
  private:
   void prepare_run_dir(bool resume);
   int64_t restore();
+  void calibrate_alphas();
   double validate();
   void save_checkpoint_now();
   void log_step(const StepMetrics& m);
@@ -142,6 +146,18 @@ int64_t Trainer::restore() {
     log_->warn("the config differs from the one the checkpoint was written with; continuing with the new one");
   log_->info("resumed from {} at step {}", dir, step_);
   return step_;
+}
+
+// alpha0 = c / std of each site's input on the first training batch (read by a loader of its own, so training
+// still starts at that batch).
+void Trainer::calibrate_alphas() {
+  TokenLoader probe(loader_options(cfg_, cfg_.data.train, true));
+  probe.next(tokens_.data());
+  model_.calibrate_alphas(tokens_.data(), cfg_.train.micro_batch, cfg_.train.seq_len, cfg_.model.alpha_calib_c);
+  std::string alphas;
+  for (int s = 0; s < n_norm_sites(cfg_.model); ++s) alphas += fmt::format(" {:.4g}", model_.site_alpha(s));
+  log_->info("calibrated alpha0 = {} / act_std per site (layer 0 attn, ffn, ..., final):{}", cfg_.model.alpha_calib_c,
+             alphas);
 }
 
 void Trainer::save_checkpoint_now() {

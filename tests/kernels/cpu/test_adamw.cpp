@@ -10,7 +10,7 @@
 namespace dytrain::cpu {
 namespace {
 
-TEST(AdamW, OneStepMatchesHandComputedValues) {
+TEST(CpuAdamW, OneStepMatchesHandComputedValues) {
   AdamWStep s;
   s.lr = 0.01f;
   s.beta1 = 0.9f;
@@ -46,7 +46,7 @@ TEST(AdamW, OneStepMatchesHandComputedValues) {
   EXPECT_NEAR(p[2], 1.998, 5e-7);
 }
 
-TEST(AdamW, FirstStepMovesBySignOfGradient) {
+TEST(CpuAdamW, FirstStepMovesBySignOfGradient) {
   AdamWStep s;
   s.lr = 0.1f;
   s.weight_decay = 0.0f;

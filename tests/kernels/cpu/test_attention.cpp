@@ -41,7 +41,7 @@ struct AttnCase {
   }
 };
 
-TEST(Attention, ForwardMatchesDoubleReference) {
+TEST(CpuAttention, ForwardMatchesDoubleReference) {
   AttnCase tc;
   std::vector<float> probs;
   const auto out = tc.forward(&probs);
@@ -83,7 +83,7 @@ TEST(Attention, ForwardMatchesDoubleReference) {
   }
 }
 
-TEST(Attention, BackwardMatchesFiniteDifferences) {
+TEST(CpuAttention, BackwardMatchesFiniteDifferences) {
   AttnCase tc;
   std::vector<float> dq(tc.q.size()), dk(tc.k.size()), dv(tc.v.size());
   tc.backward(dq, dk, dv);
@@ -96,7 +96,7 @@ TEST(Attention, BackwardMatchesFiniteDifferences) {
   expect_grad_near(dv.data(), fd_gradient(tc.v.data(), tc.v.size(), 1e-3, obj), 1e-3, 1e-3, "dv");
 }
 
-TEST(Attention, LaterKeysDoNotChangeEarlierOutputs) {
+TEST(CpuAttention, LaterKeysDoNotChangeEarlierOutputs) {
   AttnCase tc;
   const auto before = tc.forward();
   const int j = 3;  // perturb key and value at position j in every batch and kv head
@@ -123,7 +123,7 @@ TEST(Attention, LaterKeysDoNotChangeEarlierOutputs) {
   }
 }
 
-TEST(Attention, GroupedQueryEqualsRepeatedHeads) {
+TEST(CpuAttention, GroupedQueryEqualsRepeatedHeads) {
   AttnCase gqa;
   AttnCase mha = gqa;
   mha.Hkv = gqa.Hq;
@@ -162,7 +162,7 @@ TEST(Attention, GroupedQueryEqualsRepeatedHeads) {
   }
 }
 
-TEST(Attention, BackwardAccumulates) {
+TEST(CpuAttention, BackwardAccumulates) {
   AttnCase tc;
   std::vector<float> dq1(tc.q.size()), dk1(tc.k.size()), dv1(tc.v.size());
   std::vector<float> dq2(tc.q.size()), dk2(tc.k.size()), dv2(tc.v.size());
@@ -177,7 +177,7 @@ TEST(Attention, BackwardAccumulates) {
   }
 }
 
-TEST(Attention, ResultsIndependentOfThreadCount) {
+TEST(CpuAttention, ResultsIndependentOfThreadCount) {
   AttnCase tc;
   tc.B = 3;
   tc.T = 17;
@@ -203,7 +203,7 @@ TEST(Attention, ResultsIndependentOfThreadCount) {
   EXPECT_EQ(dv1, dv3);
 }
 
-TEST(Attention, HeadsThatDoNotDivideAreRejected) {
+TEST(CpuAttention, HeadsThatDoNotDivideAreRejected) {
   AttnCase tc;
   std::vector<float> out(tc.q.size()), probs(static_cast<size_t>(tc.B) * tc.Hq * tc.T * tc.T);
   EXPECT_THROW(attention_forward(out.data(), probs.data(), tc.q.data(), tc.k.data(), tc.v.data(), tc.B, tc.T, 4, 3,

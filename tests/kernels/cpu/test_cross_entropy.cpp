@@ -21,7 +21,7 @@ constexpr int64_t kN = 5;
 constexpr int kV = 7;
 const std::vector<int32_t> kTargets = {0, 6, 3, 3, 1};
 
-TEST(CrossEntropy, ForwardMatchesLogSumExp) {
+TEST(CpuCrossEntropy, ForwardMatchesLogSumExp) {
   const auto logits = random_vec(kN * kV, 100, -4.0f, 4.0f);
   std::vector<float> losses(kN);
   cross_entropy_forward(losses.data(), logits.data(), kTargets.data(), kN, kV);
@@ -33,7 +33,7 @@ TEST(CrossEntropy, ForwardMatchesLogSumExp) {
   }
 }
 
-TEST(CrossEntropy, StableUnderLargeLogits) {
+TEST(CpuCrossEntropy, StableUnderLargeLogits) {
   const auto logits = random_vec(kN * kV, 101, -4.0f, 4.0f);
   auto shifted = logits;
   for (float& x : shifted) x += 1000.0f;  // exp(1000) overflows without the max subtracted
@@ -47,7 +47,7 @@ TEST(CrossEntropy, StableUnderLargeLogits) {
   }
 }
 
-TEST(CrossEntropy, BackwardMatchesFiniteDifferences) {
+TEST(CpuCrossEntropy, BackwardMatchesFiniteDifferences) {
   auto logits = random_vec(kN * kV, 102, -4.0f, 4.0f);
   const float dloss = 0.37f;
   std::vector<float> dlogits(kN * kV, 55.0f);  // overwritten, not accumulated
@@ -70,7 +70,7 @@ TEST(CrossEntropy, BackwardMatchesFiniteDifferences) {
   }
 }
 
-TEST(CrossEntropy, BackwardMayAliasLogits) {
+TEST(CpuCrossEntropy, BackwardMayAliasLogits) {
   auto logits = random_vec(kN * kV, 103, -4.0f, 4.0f);
   std::vector<float> separate(kN * kV);
   cross_entropy_backward(separate.data(), logits.data(), kTargets.data(), 0.5f, kN, kV);
@@ -78,7 +78,7 @@ TEST(CrossEntropy, BackwardMayAliasLogits) {
   EXPECT_EQ(logits, separate);
 }
 
-TEST(CrossEntropy, TargetOutsideVocabularyIsRejected) {
+TEST(CpuCrossEntropy, TargetOutsideVocabularyIsRejected) {
   const auto logits = random_vec(kN * kV, 104);
   std::vector<int32_t> bad = kTargets;
   bad[2] = kV;

@@ -16,7 +16,7 @@ using test::fd_gradient;
 using test::random_vec;
 using test::weighted_sum;
 
-TEST(DyT, ForwardMatchesFormula) {
+TEST(CpuDyT, ForwardMatchesFormula) {
   const int64_t N = 5;
   const int C = 7;
   const float alpha = 0.8f;
@@ -36,7 +36,7 @@ TEST(DyT, ForwardMatchesFormula) {
   }
 }
 
-TEST(DyT, MomentsMatchDirectComputationAndAccumulate) {
+TEST(CpuDyT, MomentsMatchDirectComputationAndAccumulate) {
   const int64_t N = 37;
   const int C = 9;
   const float alpha = 0.9f;
@@ -84,15 +84,16 @@ struct DytCase {
   struct Grads {
     std::vector<float> dx, dalpha, dgamma, dbeta;
   };
-  Grads zero_grads() const { return {std::vector<float>(N * C), std::vector<float>(1), std::vector<float>(C),
-                                     std::vector<float>(C)}; }
+  Grads zero_grads() const {
+    return {std::vector<float>(N * C), std::vector<float>(1), std::vector<float>(C), std::vector<float>(C)};
+  }
   void backward(Grads& g) const {
     dyt_backward(g.dx.data(), g.dalpha.data(), g.dgamma.data(), g.dbeta.data(), w.data(), x.data(), alpha,
                  gamma.data(), N, C);
   }
 };
 
-TEST(DyT, BackwardMatchesFiniteDifferences) {
+TEST(CpuDyT, BackwardMatchesFiniteDifferences) {
   DytCase tc;
   auto g = tc.zero_grads();
   tc.backward(g);
@@ -106,7 +107,7 @@ TEST(DyT, BackwardMatchesFiniteDifferences) {
   expect_grad_near(g.dbeta.data(), fd_gradient(tc.beta.data(), tc.beta.size(), 1e-3, obj), 2e-3, 2e-3, "dbeta");
 }
 
-TEST(DyT, BackwardAccumulatesAndSkipsNullBeta) {
+TEST(CpuDyT, BackwardAccumulatesAndSkipsNullBeta) {
   DytCase tc;
   auto once = tc.zero_grads();
   tc.backward(once);
@@ -129,7 +130,7 @@ TEST(DyT, BackwardAccumulatesAndSkipsNullBeta) {
   EXPECT_EQ(nob.dalpha, once.dalpha);
 }
 
-TEST(DyT, ResultsIndependentOfThreadCount) {
+TEST(CpuDyT, ResultsIndependentOfThreadCount) {
   DytCase tc;
   tc.N = 301;
   tc.x = random_vec(tc.N * tc.C, 20, -3.0f, 3.0f);

@@ -20,7 +20,7 @@ constexpr int64_t kN = 6;
 constexpr int kC = 7, kV = 5;
 const std::vector<int32_t> kTokens = {3, 0, 3, 4, 3, 0};  // token 3 three times, token 2 never
 
-TEST(Embedding, ForwardGathersScaledRows) {
+TEST(CpuEmbedding, ForwardGathersScaledRows) {
   const auto table = random_vec(kV * kC, 110);
   const float scale = 2.5f;
   std::vector<float> out(kN * kC);
@@ -30,7 +30,7 @@ TEST(Embedding, ForwardGathersScaledRows) {
   }
 }
 
-TEST(Embedding, BackwardMatchesFiniteDifferencesAndAccumulates) {
+TEST(CpuEmbedding, BackwardMatchesFiniteDifferencesAndAccumulates) {
   auto table = random_vec(kV * kC, 111);
   float scale = 2.5f;
   const auto w = random_vec(kN * kC, 112);
@@ -56,7 +56,7 @@ TEST(Embedding, BackwardMatchesFiniteDifferencesAndAccumulates) {
   for (size_t i = 0; i < dtable.size(); ++i) EXPECT_NEAR(dtable2[i], 3 * dtable[i], 1e-5);
 }
 
-TEST(Embedding, ScatterIndependentOfThreadCount) {
+TEST(CpuEmbedding, ScatterIndependentOfThreadCount) {
   const int64_t N = 400;
   const int C = 70;  // not a multiple of the channel slice
   const int V = 5;   // every token repeats ~80 times

@@ -13,7 +13,7 @@ namespace {
 
 using test::random_vec;
 
-TEST(SumSquares, MatchesDoubleReference) {
+TEST(CpuSumSquares, MatchesDoubleReference) {
   for (int64_t n : {0, 1, 7, 4095, 4096, 4097, 3 * 4096 + 17}) {
     const auto x = random_vec(static_cast<size_t>(n), 120 + static_cast<uint32_t>(n), -3.0f, 3.0f);
     double ref = 0.0;
@@ -23,7 +23,7 @@ TEST(SumSquares, MatchesDoubleReference) {
   }
 }
 
-TEST(SumSquares, IdenticalForAnyThreadCount) {
+TEST(CpuSumSquares, IdenticalForAnyThreadCount) {
   const int64_t n = 10 * 4096 + 123;
   const auto x = random_vec(static_cast<size_t>(n), 130);
   double r1, r2, r3;

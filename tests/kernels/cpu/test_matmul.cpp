@@ -74,14 +74,14 @@ void check_matmul(int64_t M, int64_t K, int64_t N, uint32_t seed) {
   EXPECT_EQ(dweight_only, dweight);
 }
 
-TEST(Matmul, MatchesNaiveTripleLoop) {
+TEST(CpuMatmul, MatchesNaiveTripleLoop) {
   check_matmul(3, 5, 7, 40);
   check_matmul(1, 1, 1, 41);
   check_matmul(33, 70, 19, 42);
   check_matmul(130, 257, 66, 43);  // past BLAS and row-tile blocking boundaries
 }
 
-TEST(Matmul, BackwardMatchesFiniteDifferences) {
+TEST(CpuMatmul, BackwardMatchesFiniteDifferences) {
   const int64_t M = 3, K = 5, N = 7;
   auto inp = random_vec(M * K, 50);
   auto weight = random_vec(N * K, 51);

@@ -37,7 +37,7 @@ struct RmsCase {
   }
 };
 
-TEST(RMSNorm, ForwardMatchesFormulaAndMoments) {
+TEST(CpuRMSNorm, ForwardMatchesFormulaAndMoments) {
   RmsCase tc;
   std::vector<float> rstd;
   SiteMoments m;
@@ -62,7 +62,7 @@ TEST(RMSNorm, ForwardMatchesFormulaAndMoments) {
   EXPECT_EQ(m.count, static_cast<double>(tc.N * tc.C));
 }
 
-TEST(RMSNorm, BackwardMatchesFiniteDifferences) {
+TEST(CpuRMSNorm, BackwardMatchesFiniteDifferences) {
   RmsCase tc;
   std::vector<float> dx(tc.N * tc.C), dweight(tc.C);
   tc.backward(dx, dweight);
@@ -75,7 +75,7 @@ TEST(RMSNorm, BackwardMatchesFiniteDifferences) {
                    "dweight");
 }
 
-TEST(RMSNorm, BackwardAccumulates) {
+TEST(CpuRMSNorm, BackwardAccumulates) {
   RmsCase tc;
   std::vector<float> dx1(tc.N * tc.C), dw1(tc.C), dx2(tc.N * tc.C), dw2(tc.C);
   tc.backward(dx1, dw1);
@@ -86,7 +86,7 @@ TEST(RMSNorm, BackwardAccumulates) {
   for (int c = 0; c < tc.C; ++c) EXPECT_EQ(dw2[c], 2 * dw1[c]);
 }
 
-TEST(RMSNorm, ResultsIndependentOfThreadCount) {
+TEST(CpuRMSNorm, ResultsIndependentOfThreadCount) {
   RmsCase tc;
   tc.N = 301;
   tc.x = random_vec(tc.N * tc.C, 33);

@@ -27,7 +27,7 @@ std::complex<double> rotation(int t, int i) {
   return std::polar(1.0, t * freq);
 }
 
-TEST(RoPE, TablesAndForwardMatchComplexRotation) {
+TEST(CpuRoPE, TablesAndForwardMatchComplexRotation) {
   std::vector<float> cos(T * D / 2), sin(T * D / 2);
   rope_tables(cos.data(), sin.data(), T, D, kTheta);
   for (int t = 0; t < T; ++t) {
@@ -61,7 +61,7 @@ TEST(RoPE, TablesAndForwardMatchComplexRotation) {
   EXPECT_EQ(inplace, y);
 }
 
-TEST(RoPE, BackwardMatchesFiniteDifferencesAndAccumulates) {
+TEST(CpuRoPE, BackwardMatchesFiniteDifferencesAndAccumulates) {
   std::vector<float> cos(T * D / 2), sin(T * D / 2);
   rope_tables(cos.data(), sin.data(), T, D, kTheta);
   auto x = random_vec(B * T * H * D, 61);
@@ -82,7 +82,7 @@ TEST(RoPE, BackwardMatchesFiniteDifferencesAndAccumulates) {
   for (size_t i = 0; i < dx.size(); ++i) EXPECT_EQ(dx2[i], 2 * dx[i]);  // g + g is exact
 }
 
-TEST(RoPE, OddHeadDimIsRejected) {
+TEST(CpuRoPE, OddHeadDimIsRejected) {
   std::vector<float> cos(T * 3), sin(T * 3);
   EXPECT_THROW(rope_tables(cos.data(), sin.data(), T, 7, kTheta), std::invalid_argument);
 }

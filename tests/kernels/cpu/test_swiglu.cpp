@@ -18,7 +18,7 @@ using test::weighted_sum;
 
 constexpr int64_t kN = 35;
 
-TEST(SwiGLU, ForwardMatchesFormula) {
+TEST(CpuSwiGLU, ForwardMatchesFormula) {
   const auto gate = random_vec(kN, 70, -4.0f, 4.0f);
   const auto up = random_vec(kN, 71, -2.0f, 2.0f);
   std::vector<float> h(kN);
@@ -30,7 +30,7 @@ TEST(SwiGLU, ForwardMatchesFormula) {
   }
 }
 
-TEST(SwiGLU, BackwardMatchesFiniteDifferencesAndAccumulates) {
+TEST(CpuSwiGLU, BackwardMatchesFiniteDifferencesAndAccumulates) {
   auto gate = random_vec(kN, 72, -4.0f, 4.0f);
   auto up = random_vec(kN, 73, -2.0f, 2.0f);
   const auto w = random_vec(kN, 74);
@@ -54,7 +54,7 @@ TEST(SwiGLU, BackwardMatchesFiniteDifferencesAndAccumulates) {
   }
 }
 
-TEST(SwiGLU, SaturatedGatesStayFinite) {
+TEST(CpuSwiGLU, SaturatedGatesStayFinite) {
   const std::vector<float> gate = {-1000.0f, -100.0f, 100.0f, 1000.0f};
   const std::vector<float> up = {1.5f, -2.0f, 0.5f, 3.0f};
   const std::vector<float> dh = {1.0f, 1.0f, 1.0f, 1.0f};

@@ -219,6 +219,8 @@ Config unusual_config() {
   m.embed_scale = false;
   m.tie_embeddings = true;
   m.init_std = 0.017;
+  m.alpha_init = "calibrated";
+  m.alpha_calib_c = 0.75;
   OptimConfig& o = c.optim;
   o.lr = 6e-4;
   o.min_lr = 6e-5;
@@ -282,6 +284,8 @@ TEST(ConfigYaml, RoundTripsEveryFieldExactly) {
   EXPECT_EQ(ma.embed_scale, mb.embed_scale);
   EXPECT_EQ(ma.tie_embeddings, mb.tie_embeddings);
   EXPECT_EQ(ma.init_std, mb.init_std);
+  EXPECT_EQ(ma.alpha_init, mb.alpha_init);
+  EXPECT_EQ(ma.alpha_calib_c, mb.alpha_calib_c);
   const OptimConfig &oa = a.optim, &ob = b.optim;
   EXPECT_EQ(oa.lr, ob.lr);
   EXPECT_EQ(oa.min_lr, ob.min_lr);
@@ -340,7 +344,7 @@ TEST(ConfigYaml, WritesEveryKeyInTheFixedOrder) {
       "model.vocab_size", "model.dim", "model.n_layers", "model.n_heads", "model.n_kv_heads", "model.ffn_dim",
       "model.multiple_of", "model.ffn_dim_multiplier", "model.max_seq_len", "model.rope_theta", "model.norm",
       "model.alpha_attn", "model.alpha_ffn", "model.alpha_final", "model.dyt_bias", "model.rms_eps",
-      "model.embed_scale", "model.tie_embeddings", "model.init_std",
+      "model.embed_scale", "model.tie_embeddings", "model.init_std", "model.alpha_init", "model.alpha_calib_c",
       "optim.lr", "optim.min_lr", "optim.beta1", "optim.beta2", "optim.eps", "optim.weight_decay", "optim.grad_clip",
       "optim.schedule", "optim.warmup_steps",
       "optim.matrices.weight_decay", "optim.matrices.lr", "optim.matrices.beta2",

@@ -164,5 +164,24 @@ TEST(Llama, BackwardAccumulatesAndMomentsCount) {
   for (const auto& s : mom) EXPECT_EQ(s.count, 2.0 * 2 * 5 * cfg.dim);  // two passes over B*T*C inputs
 }
 
+TEST(Llama, CalibratedAlphaIsCOverTheInputStd) {
+  ModelConfig cfg = tiny(NormKind::dyt, false, false, 2);
+  LlamaModel m(cfg);
+  m.init(4);
+  const int B = 2, T = 6;
+  auto tok = random_tokens(B, T, cfg.vocab_size, 8);
+  m.calibrate_alphas(tok.data(), B, T, 0.5);
+  // Measured afterwards with the calibrated alphas in place, every site's input std times its alpha is c: each site's
+  // input only depends on earlier sites, which calibration had already set when it measured.
+  std::vector<cpu::SiteMoments> mom(n_norm_sites(cfg));
+  m.forward(tok.data(), B, T, mom.data());
+  for (int s = 0; s < n_norm_sites(cfg); ++s) {
+    const double mean = mom[s].sum / mom[s].count;
+    const double std = std::sqrt(mom[s].sum_sq / mom[s].count - mean * mean);
+    EXPECT_NEAR(m.site_alpha(s) * std, 0.5, 1e-4) << "site " << s;
+  }
+  EXPECT_NE(m.site_alpha(0), 1.0f);  // moved away from alpha_attn
+}
+
 }  // namespace
 }  // namespace dytrain

@@ -102,6 +102,13 @@ TEST_F(TrainTest, ResumeContinuesTheExactTrajectory) {
   }
 }
 
+TEST_F(TrainTest, CalibratedInitSetsAlphaFromTheInputStd) {
+  ASSERT_EQ(run("calib", {"train.max_steps=1", "train.grad_accum=1", "model.alpha_init=calibrated", "model.alpha_calib_c=0.5"}), kExitOk);
+  // Step 1 is logged with the alphas its forward pass used, i.e. the calibrated ones, on the same first batch.
+  for (const auto& s : metrics("calib")[0]["sites"])
+    EXPECT_NEAR(s["alpha"].as<double>() * s["act_std"].as<double>(), 0.5, 1e-4) << s["site"].as<std::string>();
+}
+
 TEST_F(TrainTest, BadConfigFailsBeforeWritingAnything) {
   EXPECT_EQ(run("bad_key", {"model.dimm=64"}), kExitBadInput);
   EXPECT_FALSE(fs::exists(dir_ / "bad_key"));

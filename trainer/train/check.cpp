@@ -1,0 +1,56 @@
+#include "trainer/train/check.h"
+
+#include <cmath>
+#include <filesystem>
+#include <stdexcept>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "kernels/cpu/grad_norm.h"
+#include "trainer/checkpoint/checkpoint.h"
+#include "trainer/config/config.h"
+#include "trainer/data/shard.h"
+#include "trainer/model/llama.h"
+
+namespace dytrain {
+
+std::string check_checkpoint(const CheckOptions& opt) {
+  const std::string config_path = (std::filesystem::path(opt.checkpoint_dir) / "config.yaml").string();
+  const Config cfg = load_config(config_path);
+  LlamaModel model(cfg.model);
+  load_checkpoint(model.params().data(), nullptr, nullptr, opt.checkpoint_dir, model.table());
+
+  const Shard shard(opt.shard);
+  const int64_t need = int64_t(opt.batch) * (opt.seq + 1);
+  if (shard.size() < need)
+    throw std::runtime_error(fmt::format("{}: {} tokens, need {} for batch {} x seq {}", opt.shard, shard.size(), need,
+                                         opt.batch, opt.seq));
+  std::vector<int32_t> tokens(need);
+  for (int64_t i = 0; i < need; ++i) {
+    const uint32_t t = shard[i];
+    if (t >= uint32_t(cfg.model.vocab_size))
+      throw std::runtime_error(fmt::format("{}: token {} at offset {} >= vocab_size {}", opt.shard, t, i,
+                                           cfg.model.vocab_size));
+    tokens[i] = int32_t(t);
+  }
+
+  model.zero_grad();
+  const float loss = model.forward(tokens.data(), opt.batch, opt.seq, nullptr);
+  model.backward(1.0f);
+  const std::vector<float>& g = model.grads();
+  const double grad_norm = std::sqrt(cpu::sum_squares(g.data(), int64_t(g.size())));
+
+  std::string alphas;
+  for (const ParamSpec& s : model.table().specs()) {
+    if (s.group != ParamGroup::dyt_alpha) continue;
+    alphas += fmt::format("{}\"{}\":[{:.9g},{:.9g}]", alphas.empty() ? "" : ",", s.name, model.params()[s.offset],
+                          g[s.offset]);
+  }
+  return fmt::format(
+      "{{\"loss\":{:.9g},\"grad_norm\":{:.9g},\"batch\":{},\"seq\":{},\"dtype\":\"float32\",\"norm\":\"{}\","
+      "\"params\":{},\"alpha_and_grad\":{{{}}}}}",
+      loss, grad_norm, opt.batch, opt.seq, to_string(cfg.model.norm), model.table().total(), alphas);
+}
+
+}  // namespace dytrain
