@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "trainer/corpus/prepare.h"
 #include "trainer/train/check.h"
 #include "trainer/train/trainer.h"
 
@@ -16,6 +17,9 @@ const char* kUsage = R"(usage:
       Train from CONFIG (see configs/train/). --set overrides any config key, e.g. --set optim.lr=1e-3
       --set model.alpha_attn=0.5. The run directory (default runs/<config name>) receives config.yaml,
       metrics.jsonl, train.log and checkpoints/. --resume continues from its latest complete checkpoint.
+  dytrain data prepare RECIPE.yaml [--force]
+      Build a corpus from installed packages, train or load its tokenizer and write token shards and a manifest
+      (configs/data/: austen is the quick-start default). Up-to-date outputs are kept unless --force.
   dytrain check CKPT_DIR SHARD [--batch 4] [--seq 64]
       Loss, grad norm and every alpha with its gradient on the shard's first batch x (seq + 1) tokens, as JSON:
       the same figures as ../shared/bench/torch_llama_dyt.py check, for a side-by-side comparison.
@@ -53,6 +57,30 @@ int cmd_train(const std::vector<std::string>& args) {
   }
   if (opt.config_path.empty()) return usage_error("train needs a config file");
   return dytrain::train(opt);
+}
+
+int cmd_data(const std::vector<std::string>& args) {
+  if (args.empty() || args[0] != "prepare") return usage_error("data needs a subcommand: prepare");
+  std::string recipe;
+  bool force = false;
+  for (size_t i = 1; i < args.size(); ++i) {
+    if (args[i] == "--force")
+      force = true;
+    else if (args[i].rfind("--", 0) == 0)
+      return usage_error("unknown option " + args[i]);
+    else if (recipe.empty())
+      recipe = args[i];
+    else
+      return usage_error("one recipe only, got " + recipe + " and " + args[i]);
+  }
+  if (recipe.empty()) return usage_error("data prepare needs a recipe file (configs/data/*.yaml)");
+  try {
+    dytrain::prepare_data(recipe, force);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dytrain data prepare: %s\n", e.what());
+    return dytrain::kExitBadInput;
+  }
+  return dytrain::kExitOk;
 }
 
 int cmd_check(const std::vector<std::string>& args) {
@@ -94,5 +122,6 @@ int main(int argc, char** argv) {
   args.erase(args.begin());
   if (cmd == "train") return cmd_train(args);
   if (cmd == "check") return cmd_check(args);
+  if (cmd == "data") return cmd_data(args);
   return usage_error("unknown command " + cmd);
 }
