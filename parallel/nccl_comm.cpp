@@ -57,7 +57,7 @@ NcclCommunicator::NcclCommunicator(Communicator& bootstrap, int device, std::chr
   try {
     wait_ready("ncclCommInitRankConfig");
     DYTRAIN_GPU_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    DYTRAIN_GPU_CHECK(cudaMalloc(&barrier_scratch_, sizeof(float)));
+    DYTRAIN_GPU_CHECK(cudaMalloc(reinterpret_cast<void**>(&barrier_scratch_), sizeof(float)));
   } catch (...) {
     if (!aborted_) ncclCommAbort(comm_);
     if (stream_) cudaStreamDestroy(stream_);

@@ -1,13 +1,13 @@
 // MPI is initialized with MPI_THREAD_FUNNELED: OpenMP threads do the math, only the main thread communicates.
 // MPI_COMM_WORLD gets MPI_ERRORS_RETURN so a failing MPI call becomes an exception (DYTRAIN_MPI_CHECK) that main()
-// turns into abort_job, with rank and host in the message, instead of OpenMPI's default silent abort.
+// turns into abort_job, with rank, host and dytrain's context in the message, instead of MPI's default abort from
+// inside the library.
 #include "parallel/runtime.h"
 
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
-#include <stdexcept>
 
 #if DYTRAIN_HAVE_MPI
 #include <mpi.h>

@@ -6,7 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "parallel/runtime.h"
 #include "trainer/corpus/prepare.h"
+#include "trainer/sweep/cli.h"
 #include "trainer/train/check.h"
 #include "trainer/train/trainer.h"
 
@@ -23,6 +25,17 @@ const char* kUsage = R"(usage:
   dytrain check CKPT_DIR SHARD [--batch 4] [--seq 64]
       Loss, grad norm and every alpha with its gradient on the shard's first batch x (seq + 1) tokens, as JSON:
       the same figures as ../shared/bench/torch_llama_dyt.py check, for a side-by-side comparison.
+  dytrain sweep run SPEC.yaml [--dir DIR] [--mode local|mpirun|slurm] [--point I] [--set key=value ...] [--dry-run]
+      Every point of an alpha-init sweep (configs/sweeps/) as a run in DIR/<point>/ (default runs/<sweep name>);
+      finished points are skipped, diverging ones stopped and marked. slurm mode writes an sbatch array script.
+  dytrain sweep report SWEEP_DIR [--smooth K] [--no-plots]
+      Loss tables per width, best alphas, the power-law fit alpha0(width), alpha vs inv_std: SWEEP_DIR/report/.
+  dytrain sweep recommend ALPHA_FIT.yaml --width W
+      The --set flags that give a run of width W the alpha0 of a report's fit.
+  dytrain monitor RUN_OR_SWEEP_DIR [--interval 2] [--once]
+      Live view of a run (step, loss, lr, tok/s, ETA, alpha and inv_std per layer) or of a sweep's points.
+  dytrain plot RUN_DIR
+      loss, lr, grad-norm, alpha and alpha-vs-inv_std PNGs in RUN_DIR/plots/ (needs python3-matplotlib).
 )";
 
 int usage_error(const std::string& what) {
@@ -110,10 +123,7 @@ int cmd_check(const std::vector<std::string>& args) {
   return dytrain::kExitOk;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
+int dispatch(std::vector<std::string> args) {
   if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
     std::fputs(kUsage, args.empty() ? stderr : stdout);
     return args.empty() ? dytrain::kExitBadInput : dytrain::kExitOk;
@@ -123,5 +133,20 @@ int main(int argc, char** argv) {
   if (cmd == "train") return cmd_train(args);
   if (cmd == "check") return cmd_check(args);
   if (cmd == "data") return cmd_data(args);
+  if (cmd == "sweep") return dytrain::sweep_main(args);
+  if (cmd == "monitor") return dytrain::monitor_main(args);
+  if (cmd == "plot") return dytrain::plot_main(args);
   return usage_error("unknown command " + cmd);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // MPI starts here when mpirun or srun launched the process; a plain run needs no MPI at all.
+  dytrain::ProcessRuntime runtime(argc, argv);
+  try {
+    return dispatch(std::vector<std::string>(argv + 1, argv + argc));
+  } catch (const std::exception& e) {
+    dytrain::abort_job(dytrain::kExitError, e.what());  // takes every rank down: no rank is left waiting
+  }
 }

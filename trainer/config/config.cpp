@@ -81,6 +81,8 @@ std::vector<Field> fields_of(Config& c) {
       {"train.val_batches", &t.val_batches},  {"train.ckpt_every", &t.ckpt_every},
       {"train.keep_checkpoints", &t.keep_checkpoints}, {"train.seed", &t.seed},
       {"train.device", &t.device},
+      {"parallel.tp", &c.parallel.tp},        {"parallel.zero1", &c.parallel.zero1},
+      {"parallel.bucket_mb", &c.parallel.bucket_mb},
   };
   f.insert(f.end(), rest.begin(), rest.end());
   return f;

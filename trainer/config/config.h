@@ -92,11 +92,19 @@ struct TrainConfig {
   std::string device = "auto";    // cpu | cuda | auto (cuda when a GPU is present)
 };
 
+// The process layout. The world (the ranks mpirun starts) is dp x tp; dp = world / tp.
+struct ParallelConfig {
+  int tp = 1;                     // tensor-parallel ranks per model replica (contiguous ranks, one node)
+  bool zero1 = false;             // shard the AdamW moments across data-parallel ranks (ZeRO stage 1)
+  int bucket_mb = 25;             // data-parallel gradient all-reduce bucket size, MiB
+};
+
 struct Config {
   ModelConfig model;
   OptimConfig optim;
   DataConfig data;
   TrainConfig train;
+  ParallelConfig parallel;
 };
 
 // The YAML spellings of the enums ("dyt", "rmsnorm"; "cosine", "linear", "constant"), also used in config.json.

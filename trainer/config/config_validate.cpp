@@ -139,6 +139,20 @@ void check_train(Checker& c, const TrainConfig& t, const ModelConfig& m) {
           fmt::format("must be one of cpu, cuda, auto, got '{}'", t.device));
 }
 
+// Tensor parallelism splits heads, kv heads, the SwiGLU hidden size and the vocabulary across tp ranks.
+void check_parallel(Checker& c, const ParallelConfig& p, const ModelConfig& m) {
+  c.positive("parallel.bucket_mb", p.bucket_mb);
+  if (!c.positive("parallel.tp", p.tp) || p.tp == 1) return;
+  auto divides = [&](const char* key, int64_t value) {
+    c.check_pair(value > 0 && value % p.tp == 0, "parallel.tp", key,
+                 fmt::format("{} must divide {} ({}): tensor parallelism splits it across ranks", p.tp, key, value));
+  };
+  divides("model.n_heads", m.n_heads);
+  divides("model.n_kv_heads", m.kv_heads());
+  divides("model.vocab_size", m.vocab_size);
+  if (m.dim > 0 && m.multiple_of > 0 && m.ffn_dim_multiplier > 0) divides("model.ffn_dim", m.hidden_dim());
+}
+
 }  // namespace
 
 int ModelConfig::hidden_dim() const { return static_cast<int>(derived_hidden_dim(*this)); }
@@ -150,6 +164,7 @@ void validate_with_origins(const Config& cfg, const KeyOrigin& origin_of) {
   c.check(!cfg.data.train.empty(), "data.train",
           "required: the training token shards (a file, a glob such as data/x/train_*.bin, or a directory)");
   check_train(c, cfg.train, cfg.model);
+  check_parallel(c, cfg.parallel, cfg.model);
   c.throw_if_any();
 }
 

@@ -3,8 +3,6 @@
 // the output does not depend on the thread count and memory stays bounded by one batch of tokens.
 #include "trainer/corpus/encode_shards.h"
 
-#include <omp.h>
-
 #include <filesystem>
 #include <stdexcept>
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 #include <string>
 
 #include "kernels/cpu/rmsnorm.h"
@@ -11,29 +12,44 @@
 
 namespace dytrain {
 
-LlamaModel::LlamaModel(const ModelConfig& cfg) : cfg_(cfg) {
+LlamaModel::LlamaModel(const ModelConfig& cfg, Communicator* tp)
+    : cfg_(cfg), own_tp_(tp ? nullptr : make_self_communicator()), tp_(tp ? tp : own_tp_.get()) {
+  tp_rank_ = tp_->rank();
+  tp_size_ = tp_->size();
+  const int T = tp_size_;
+  if (cfg.n_heads % T || cfg.kv_heads() % T || cfg.hidden_dim() % T || cfg.vocab_size % T)
+    throw std::invalid_argument("tensor parallelism over " + std::to_string(T) +
+                                " ranks needs n_heads, n_kv_heads, the FFN size and vocab_size divisible by it");
+  heads_ = cfg.n_heads / T;
+  kv_heads_ = cfg.kv_heads() / T;
+  hidden_ = cfg.hidden_dim() / T;
+  vocab_rows_ = cfg.vocab_size / T;
+  vocab_begin_ = vocab_rows_ * tp_rank_;
+
   const int64_t C = cfg.dim, V = cfg.vocab_size, F = cfg.hidden_dim();
   const int64_t q_out = int64_t(cfg.n_heads) * cfg.head_dim(), kv_out = int64_t(cfg.kv_heads()) * cfg.head_dim();
+  const ParamGroup M = ParamGroup::matrices;
+  const TpSplit rows = TpSplit::rows, cols = TpSplit::cols;  // column-parallel / row-parallel linears
 
-  embed_ = table_.add("model.embed_tokens.weight", {V, C}, ParamGroup::embeddings);
+  embed_ = table_.add("model.embed_tokens.weight", {V, C}, ParamGroup::embeddings, rows, T);
   if (cfg.embed_scale) embed_scale_ = table_.add("model.embed_scale", {1}, ParamGroup::embed_scale);
   layers_.resize(cfg.n_layers);
   for (int i = 0; i < cfg.n_layers; ++i) {
     Layer& l = layers_[i];
     const std::string p = "model.layers." + std::to_string(i) + ".";
     add_norm_site(&l.attn_norm, p + "input_layernorm.");
-    l.wq = table_.add(p + "self_attn.q_proj.weight", {q_out, C}, ParamGroup::matrices);
-    l.wk = table_.add(p + "self_attn.k_proj.weight", {kv_out, C}, ParamGroup::matrices);
-    l.wv = table_.add(p + "self_attn.v_proj.weight", {kv_out, C}, ParamGroup::matrices);
-    l.wo = table_.add(p + "self_attn.o_proj.weight", {C, q_out}, ParamGroup::matrices);
+    l.wq = table_.add(p + "self_attn.q_proj.weight", {q_out, C}, M, rows, T);
+    l.wk = table_.add(p + "self_attn.k_proj.weight", {kv_out, C}, M, rows, T);
+    l.wv = table_.add(p + "self_attn.v_proj.weight", {kv_out, C}, M, rows, T);
+    l.wo = table_.add(p + "self_attn.o_proj.weight", {C, q_out}, M, cols, T);
     add_norm_site(&l.ffn_norm, p + "post_attention_layernorm.");
-    l.w_gate = table_.add(p + "mlp.gate_proj.weight", {F, C}, ParamGroup::matrices);
-    l.w_up = table_.add(p + "mlp.up_proj.weight", {F, C}, ParamGroup::matrices);
-    l.w_down = table_.add(p + "mlp.down_proj.weight", {C, F}, ParamGroup::matrices);
+    l.w_gate = table_.add(p + "mlp.gate_proj.weight", {F, C}, M, rows, T);
+    l.w_up = table_.add(p + "mlp.up_proj.weight", {F, C}, M, rows, T);
+    l.w_down = table_.add(p + "mlp.down_proj.weight", {C, F}, M, cols, T);
   }
   add_norm_site(&final_norm_, "model.norm.");
   // Tied: the LM head reads the embedding table, and its gradient lands there too.
-  lm_head_ = cfg.tie_embeddings ? embed_ : table_.add("lm_head.weight", {V, C}, ParamGroup::matrices);
+  lm_head_ = cfg.tie_embeddings ? embed_ : table_.add("lm_head.weight", {V, C}, M, rows, T);
 
   params_.assign(table_.total(), 0.0f);
   grads_.assign(table_.total(), 0.0f);
@@ -47,13 +63,20 @@ void LlamaModel::add_norm_site(NormSite* site, const std::string& prefix) {
 }
 
 void LlamaModel::init(uint64_t seed) {
+  std::vector<float> full;
   for (const ParamSpec& s : table_.specs()) {
     float* p = params_.data() + s.offset;
     switch (s.group) {
       case ParamGroup::matrices:
-      case ParamGroup::embeddings:
-        fill_normal(p, s.numel, cfg_.init_std, seed, s.name);
+      case ParamGroup::embeddings: {
+        // The whole tensor's stream, then this rank's block: every layout starts from the same numbers.
+        int64_t full_numel = 1;
+        for (int64_t d : s.full_shape) full_numel *= d;
+        full.resize(full_numel);
+        fill_normal(full.data(), full_numel, cfg_.init_std, seed, s.name);
+        take_tp_block(p, full.data(), s, tp_rank_);
         break;
+      }
       case ParamGroup::dyt_gamma_beta: {
         const bool is_bias = s.name.size() >= 4 && s.name.compare(s.name.size() - 4, 4, "bias") == 0;
         std::fill(p, p + s.numel, is_bias ? 0.0f : 1.0f);

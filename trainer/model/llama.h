@@ -6,12 +6,17 @@
 //   logits = lm_head(DyT_final(x))                                    (B, T, V)
 //
 // The model owns its parameters and gradients as flat buffers described by a ParamTable (HF names), and the
-// activations of the last forward pass, which backward() consumes. It does not know about ranks or optimizers.
+// activations of the last forward pass, which backward() consumes. Under tensor parallelism (a tp communicator of
+// size > 1) it holds its rank's block of every split tensor (params.h) and calls the Megatron communication steps
+// of parallel/tp_mappings.h; with one rank those are identities. It knows nothing of data parallelism or optimizers.
 #pragma once
 #include <cstdint>
 #include <vector>
 
+#include <memory>
+
 #include "kernels/cpu/dyt.h"
+#include "parallel/comm.h"
 #include "trainer/config/config.h"
 #include "trainer/model/params.h"
 
@@ -22,7 +27,8 @@ inline int n_norm_sites(const ModelConfig& cfg) { return 2 * cfg.n_layers + 1; }
 
 class LlamaModel {
  public:
-  explicit LlamaModel(const ModelConfig& cfg);
+  // tp: the tensor-parallel group (outlives the model), or nullptr for a single rank.
+  explicit LlamaModel(const ModelConfig& cfg, Communicator* tp = nullptr);
 
   // Matrices and the embedding ~ N(0, init_std), DyT gamma 1, beta 0, alpha its alpha0, embed_scale sqrt(dim).
   void init(uint64_t seed);
@@ -82,6 +88,12 @@ class LlamaModel {
   void ensure_activations(int B, int T);
 
   ModelConfig cfg_;
+  std::unique_ptr<Communicator> own_tp_;  // the self communicator when none was given
+  Communicator* tp_;
+  int tp_rank_ = 0, tp_size_ = 1;
+  // This rank's share of the split dimensions: query and kv heads, SwiGLU hidden size, vocabulary rows.
+  int heads_ = 0, kv_heads_ = 0, hidden_ = 0;
+  int64_t vocab_rows_ = 0, vocab_begin_ = 0;
   ParamTable table_;
   std::vector<float> params_, grads_;
   int64_t embed_ = -1, embed_scale_ = -1, lm_head_ = -1;
@@ -95,8 +107,9 @@ class LlamaModel {
   std::vector<float> rope_cos_, rope_sin_;  // (T, D/2)
   std::vector<LayerActs> acts_;
   std::vector<float> x_final_, n_final_, rstd_final_;  // (BT, C), (BT, C), (BT)
-  std::vector<float> logits_;                         // (BT, V); holds dlogits after backward starts
+  std::vector<float> logits_;                         // (BT, V / tp); holds dlogits after backward starts
   std::vector<float> losses_;                         // (BT)
+  std::vector<float> row_max_, row_sum_;              // (BT) vocabulary-parallel cross-entropy, tp > 1
   // Gradient scratch, reused by every layer.
   std::vector<float> d_res_, d_n_, d_att_, d_q_, d_k_, d_v_, d_q_rot_, d_k_rot_, d_h_, d_gate_, d_up_;
 };

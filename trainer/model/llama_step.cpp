@@ -1,5 +1,6 @@
 // Forward and backward of one micro-batch. Backward walks the forward in reverse; activation gradients flow
 // through one residual-gradient buffer (d_res_) that every branch adds into, matching the += convention of the ops.
+// Sizes below are this rank's: heads_, kv_heads_, hidden_ and vocab_rows_ are the full sizes divided by tp.
 #include <algorithm>
 #include <stdexcept>
 
@@ -9,6 +10,7 @@
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cpu/swiglu.h"
+#include "parallel/tp_mappings.h"
 #include "trainer/model/llama.h"
 
 namespace dytrain {
@@ -25,8 +27,8 @@ void LlamaModel::ensure_activations(int B, int T) {
                                 std::to_string(cfg_.max_seq_len));
   B_ = B;
   T_ = T;
-  const int64_t BT = int64_t(B) * T, C = cfg_.dim, F = cfg_.hidden_dim(), D = cfg_.head_dim();
-  const int64_t HQ = int64_t(cfg_.n_heads) * D, HKV = int64_t(cfg_.kv_heads()) * D;
+  const int64_t BT = int64_t(B) * T, C = cfg_.dim, F = hidden_, D = cfg_.head_dim();
+  const int64_t HQ = int64_t(heads_) * D, HKV = int64_t(kv_heads_) * D;
   const bool rms = cfg_.norm == NormKind::rmsnorm;
   inputs_.assign(BT, 0);
   targets_.assign(BT, 0);
@@ -42,7 +44,7 @@ void LlamaModel::ensure_activations(int B, int T) {
     a.q.assign(BT * HQ, 0.0f);
     a.k.assign(BT * HKV, 0.0f);
     a.v.assign(BT * HKV, 0.0f);
-    a.probs.assign(int64_t(B) * cfg_.n_heads * T * T, 0.0f);
+    a.probs.assign(int64_t(B) * heads_ * T * T, 0.0f);
     a.att.assign(BT * HQ, 0.0f);
     a.x_mid.assign(BT * C, 0.0f);
     a.n_ffn.assign(BT * C, 0.0f);
@@ -53,8 +55,10 @@ void LlamaModel::ensure_activations(int B, int T) {
   x_final_.assign(BT * C, 0.0f);
   n_final_.assign(BT * C, 0.0f);
   rstd_final_.assign(rms ? BT : 0, 0.0f);
-  logits_.assign(BT * cfg_.vocab_size, 0.0f);
+  logits_.assign(BT * vocab_rows_, 0.0f);
   losses_.assign(BT, 0.0f);
+  row_max_.assign(tp_size_ > 1 ? BT : 0, 0.0f);
+  row_sum_.assign(tp_size_ > 1 ? BT : 0, 0.0f);
   for (auto* d : {&d_res_, &d_n_}) d->assign(BT * C, 0.0f);
   for (auto* d : {&d_att_, &d_q_, &d_q_rot_}) d->assign(BT * HQ, 0.0f);
   for (auto* d : {&d_k_, &d_v_, &d_k_rot_}) d->assign(BT * HKV, 0.0f);
@@ -63,9 +67,8 @@ void LlamaModel::ensure_activations(int B, int T) {
 
 float LlamaModel::forward(const int32_t* tokens, int B, int T, cpu::SiteMoments* moments) {
   ensure_activations(B, T);
-  const int64_t BT = int64_t(B) * T, C = cfg_.dim, F = cfg_.hidden_dim(), D = cfg_.head_dim();
-  const int64_t V = cfg_.vocab_size;
-  const int HQ = cfg_.n_heads, HKV = cfg_.kv_heads();
+  const int64_t BT = int64_t(B) * T, C = cfg_.dim, F = hidden_, D = cfg_.head_dim(), V = vocab_rows_;
+  const int HQ = heads_, HKV = kv_heads_;
   const float* P = params_.data();
 
   for (int b = 0; b < B; ++b)
@@ -76,7 +79,10 @@ float LlamaModel::forward(const int32_t* tokens, int B, int T, cpu::SiteMoments*
 
   const float scale = embed_scale_ >= 0 ? P[embed_scale_] : 1.0f;
   float* x = cfg_.n_layers > 0 ? acts_[0].x_in.data() : x_final_.data();
-  cpu::embedding_forward(x, inputs_.data(), P + embed_, scale, BT, int(C));
+  if (tp_size_ == 1)
+    cpu::embedding_forward(x, inputs_.data(), P + embed_, scale, BT, int(C));
+  else
+    vocab_parallel_embedding_forward(*tp_, x, inputs_.data(), P + embed_, scale, vocab_begin_, V, BT, int(C));
 
   for (int i = 0; i < cfg_.n_layers; ++i) {
     const Layer& l = layers_[i];
@@ -85,30 +91,39 @@ float LlamaModel::forward(const int32_t* tokens, int B, int T, cpu::SiteMoments*
     cpu::SiteMoments* m_ffn = moments ? moments + 2 * i + 1 : nullptr;
 
     norm_forward(a.n_attn.data(), a.rstd_attn.data(), a.x_in.data(), l.attn_norm, BT, m_attn);
+    copy_to_tp_region_forward(*tp_, a.n_attn.data(), BT * C);
     cpu::matmul_forward(a.q.data(), a.n_attn.data(), P + l.wq, BT, C, HQ * D);
     cpu::matmul_forward(a.k.data(), a.n_attn.data(), P + l.wk, BT, C, HKV * D);
     cpu::matmul_forward(a.v.data(), a.n_attn.data(), P + l.wv, BT, C, HKV * D);
     cpu::rope_forward(a.q.data(), a.q.data(), rope_cos_.data(), rope_sin_.data(), B, T, HQ, int(D));
     cpu::rope_forward(a.k.data(), a.k.data(), rope_cos_.data(), rope_sin_.data(), B, T, HKV, int(D));
     cpu::attention_forward(a.att.data(), a.probs.data(), a.q.data(), a.k.data(), a.v.data(), B, T, HQ, HKV, int(D));
-    // x_mid = x_in + o(att)
+    // x_mid = x_in + o(att); o is row-parallel: each rank holds a partial sum
     cpu::matmul_forward(a.x_mid.data(), a.att.data(), P + l.wo, BT, HQ * D, C);
+    reduce_from_tp_region_forward(*tp_, a.x_mid.data(), BT * C);
     for (int64_t j = 0; j < BT * C; ++j) a.x_mid[j] += a.x_in[j];
 
     norm_forward(a.n_ffn.data(), a.rstd_ffn.data(), a.x_mid.data(), l.ffn_norm, BT, m_ffn);
+    copy_to_tp_region_forward(*tp_, a.n_ffn.data(), BT * C);
     cpu::matmul_forward(a.gate.data(), a.n_ffn.data(), P + l.w_gate, BT, C, F);
     cpu::matmul_forward(a.up.data(), a.n_ffn.data(), P + l.w_up, BT, C, F);
     cpu::swiglu_forward(a.h.data(), a.gate.data(), a.up.data(), BT * F);
     // x_out = x_mid + down(h), written where the next layer (or the final norm) reads its input
     float* x_out = i + 1 < cfg_.n_layers ? acts_[i + 1].x_in.data() : x_final_.data();
     cpu::matmul_forward(x_out, a.h.data(), P + l.w_down, BT, F, C);
+    reduce_from_tp_region_forward(*tp_, x_out, BT * C);
     for (int64_t j = 0; j < BT * C; ++j) x_out[j] += a.x_mid[j];
   }
 
   norm_forward(n_final_.data(), rstd_final_.data(), x_final_.data(), final_norm_, BT,
                moments ? moments + 2 * cfg_.n_layers : nullptr);
+  copy_to_tp_region_forward(*tp_, n_final_.data(), BT * C);
   cpu::matmul_forward(logits_.data(), n_final_.data(), P + lm_head_, BT, C, V);
-  cpu::cross_entropy_forward(losses_.data(), logits_.data(), targets_.data(), BT, int(V));
+  if (tp_size_ == 1)
+    cpu::cross_entropy_forward(losses_.data(), logits_.data(), targets_.data(), BT, int(V));
+  else
+    vocab_parallel_cross_entropy_forward(*tp_, losses_.data(), row_max_.data(), row_sum_.data(), logits_.data(),
+                                         targets_.data(), vocab_begin_, V, BT);
   double sum = 0.0;
   for (float v : losses_) sum += v;
   return float(sum / double(BT));
@@ -117,16 +132,21 @@ float LlamaModel::forward(const int32_t* tokens, int B, int T, cpu::SiteMoments*
 void LlamaModel::backward(float loss_weight) {
   if (B_ == 0) throw std::logic_error("LlamaModel::backward called before forward");
   const int B = B_, T = T_;
-  const int64_t BT = int64_t(B) * T, C = cfg_.dim, F = cfg_.hidden_dim(), D = cfg_.head_dim();
-  const int64_t V = cfg_.vocab_size;
-  const int HQ = cfg_.n_heads, HKV = cfg_.kv_heads();
+  const int64_t BT = int64_t(B) * T, C = cfg_.dim, F = hidden_, D = cfg_.head_dim(), V = vocab_rows_;
+  const int HQ = heads_, HKV = kv_heads_;
   const float* P = params_.data();
   float* G = grads_.data();
 
   // The loss is a mean over BT tokens: each row's weight is loss_weight / BT. dlogits overwrite the logits.
-  cpu::cross_entropy_backward(logits_.data(), logits_.data(), targets_.data(), loss_weight / float(BT), BT, int(V));
+  const float dloss = loss_weight / float(BT);
+  if (tp_size_ == 1)
+    cpu::cross_entropy_backward(logits_.data(), logits_.data(), targets_.data(), dloss, BT, int(V));
+  else
+    vocab_parallel_cross_entropy_backward(logits_.data(), logits_.data(), row_max_.data(), row_sum_.data(),
+                                          targets_.data(), dloss, vocab_begin_, V, BT);
   zero(d_n_);
   cpu::matmul_backward(d_n_.data(), G + lm_head_, logits_.data(), n_final_.data(), P + lm_head_, BT, C, V);
+  copy_to_tp_region_backward(*tp_, d_n_.data(), BT * C);
   zero(d_res_);
   norm_backward(d_res_.data(), d_n_.data(), x_final_.data(), rstd_final_.data(), final_norm_, BT);
 
@@ -135,6 +155,7 @@ void LlamaModel::backward(float loss_weight) {
     const LayerActs& a = acts_[i];
 
     // FFN branch: d_res_ is dL/dx_out; the residual passes it to x_mid unchanged, the branch adds its share.
+    reduce_from_tp_region_backward(*tp_, d_res_.data(), BT * C);
     zero(d_h_);
     cpu::matmul_backward(d_h_.data(), G + l.w_down, d_res_.data(), a.h.data(), P + l.w_down, BT, F, C);
     zero(d_gate_);
@@ -143,9 +164,11 @@ void LlamaModel::backward(float loss_weight) {
     zero(d_n_);
     cpu::matmul_backward(d_n_.data(), G + l.w_gate, d_gate_.data(), a.n_ffn.data(), P + l.w_gate, BT, C, F);
     cpu::matmul_backward(d_n_.data(), G + l.w_up, d_up_.data(), a.n_ffn.data(), P + l.w_up, BT, C, F);
+    copy_to_tp_region_backward(*tp_, d_n_.data(), BT * C);
     norm_backward(d_res_.data(), d_n_.data(), a.x_mid.data(), a.rstd_ffn.data(), l.ffn_norm, BT);
 
     // Attention branch: d_res_ is now dL/dx_mid.
+    reduce_from_tp_region_backward(*tp_, d_res_.data(), BT * C);
     zero(d_att_);
     cpu::matmul_backward(d_att_.data(), G + l.wo, d_res_.data(), a.att.data(), P + l.wo, BT, HQ * D, C);
     zero(d_q_rot_);
@@ -161,11 +184,17 @@ void LlamaModel::backward(float loss_weight) {
     cpu::matmul_backward(d_n_.data(), G + l.wq, d_q_.data(), a.n_attn.data(), P + l.wq, BT, C, HQ * D);
     cpu::matmul_backward(d_n_.data(), G + l.wk, d_k_.data(), a.n_attn.data(), P + l.wk, BT, C, HKV * D);
     cpu::matmul_backward(d_n_.data(), G + l.wv, d_v_.data(), a.n_attn.data(), P + l.wv, BT, C, HKV * D);
+    copy_to_tp_region_backward(*tp_, d_n_.data(), BT * C);
     norm_backward(d_res_.data(), d_n_.data(), a.x_in.data(), a.rstd_attn.data(), l.attn_norm, BT);
   }
 
-  cpu::embedding_backward(G + embed_, embed_scale_ >= 0 ? G + embed_scale_ : nullptr, d_res_.data(), inputs_.data(),
-                          P + embed_, embed_scale_ >= 0 ? P[embed_scale_] : 1.0f, BT, int(C));
+  float* d_scale = embed_scale_ >= 0 ? G + embed_scale_ : nullptr;
+  const float scale = embed_scale_ >= 0 ? P[embed_scale_] : 1.0f;
+  if (tp_size_ == 1)
+    cpu::embedding_backward(G + embed_, d_scale, d_res_.data(), inputs_.data(), P + embed_, scale, BT, int(C));
+  else
+    vocab_parallel_embedding_backward(*tp_, G + embed_, d_scale, d_res_.data(), inputs_.data(), P + embed_, scale,
+                                      vocab_begin_, V, BT, int(C));
 }
 
 }  // namespace dytrain

@@ -1,5 +1,6 @@
 #include "trainer/model/params.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace dytrain {
@@ -15,13 +16,43 @@ const char* to_string(ParamGroup g) {
   return "?";
 }
 
-int64_t ParamTable::add(const std::string& name, std::vector<int64_t> shape, ParamGroup group) {
+int64_t ParamTable::add(const std::string& name, std::vector<int64_t> full_shape, ParamGroup group, TpSplit split,
+                        int tp) {
   if (find(name)) throw std::logic_error("parameter table: duplicate tensor " + name);
+  std::vector<int64_t> shape = full_shape;
+  if (split != TpSplit::replicated && tp > 1) {
+    const size_t dim = split == TpSplit::rows ? 0 : 1;
+    if (shape.size() != 2 || shape[dim] % tp != 0)
+      throw std::logic_error("parameter table: " + name + " cannot be split " + std::to_string(tp) + " ways");
+    shape[dim] /= tp;
+  }
   int64_t numel = 1;
   for (int64_t d : shape) numel *= d;
-  specs_.push_back(ParamSpec{name, std::move(shape), group, total_, numel});
+  specs_.push_back(ParamSpec{name, std::move(shape), std::move(full_shape), group, split, total_, numel});
   total_ += numel;
   return specs_.back().offset;
+}
+
+// Row blocks are contiguous in the whole tensor; column blocks are a strided sub-matrix: row i of the block is
+// columns [rank * cols, (rank + 1) * cols) of row i.
+void take_tp_block(float* local, const float* full, const ParamSpec& s, int rank) {
+  if (s.split == TpSplit::cols && s.shape != s.full_shape) {
+    const int64_t rows = s.shape[0], cols = s.shape[1], full_cols = s.full_shape[1];
+    for (int64_t i = 0; i < rows; ++i) std::copy_n(full + i * full_cols + rank * cols, cols, local + i * cols);
+  } else {
+    const int64_t begin = s.shape == s.full_shape ? 0 : rank * s.numel;
+    std::copy_n(full + begin, s.numel, local);
+  }
+}
+
+void put_tp_block(float* full, const float* local, const ParamSpec& s, int rank) {
+  if (s.split == TpSplit::cols && s.shape != s.full_shape) {
+    const int64_t rows = s.shape[0], cols = s.shape[1], full_cols = s.full_shape[1];
+    for (int64_t i = 0; i < rows; ++i) std::copy_n(local + i * cols, cols, full + i * full_cols + rank * cols);
+  } else {
+    const int64_t begin = s.shape == s.full_shape ? 0 : rank * s.numel;
+    std::copy_n(local, s.numel, full + begin);
+  }
 }
 
 const ParamSpec* ParamTable::find(const std::string& name) const {

@@ -12,18 +12,27 @@ namespace dytrain {
 enum class ParamGroup { matrices, embeddings, dyt_alpha, dyt_gamma_beta, embed_scale };
 const char* to_string(ParamGroup g);
 
+// How tensor parallelism splits a 2-D tensor across tp ranks (Megatron-LM): not at all (replicated: norms, scalars),
+// by rows (dim 0: column-parallel linears' output features, vocabulary rows) or by columns (dim 1: row-parallel
+// linears' input features). Rank r holds the r-th of tp equal blocks.
+enum class TpSplit { replicated, rows, cols };
+
 struct ParamSpec {
-  std::string name;            // HF name, e.g. model.layers.3.self_attn.q_proj.weight
-  std::vector<int64_t> shape;  // linear weights (out_features, in_features); scalars [1]
+  std::string name;                 // HF name, e.g. model.layers.3.self_attn.q_proj.weight
+  std::vector<int64_t> shape;       // this rank's block; linear weights (out_features, in_features); scalars [1]
+  std::vector<int64_t> full_shape;  // the whole tensor, as checkpoints store it
   ParamGroup group;
-  int64_t offset = 0;          // first element in the flat buffer
-  int64_t numel = 0;
+  TpSplit split = TpSplit::replicated;
+  int64_t offset = 0;               // first element in the flat buffer
+  int64_t numel = 0;                // elements of this rank's block
 };
 
 class ParamTable {
  public:
-  // Appends a tensor and returns its offset. Names must be unique.
-  int64_t add(const std::string& name, std::vector<int64_t> shape, ParamGroup group);
+  // Appends a tensor given its full shape; with tp > 1 and a split, this rank holds 1/tp of it. Returns its offset.
+  // Names must be unique; a split dimension must be divisible by tp.
+  int64_t add(const std::string& name, std::vector<int64_t> full_shape, ParamGroup group,
+              TpSplit split = TpSplit::replicated, int tp = 1);
 
   const std::vector<ParamSpec>& specs() const { return specs_; }
   const ParamSpec& at(const std::string& name) const;  // throws std::out_of_range naming the tensor
@@ -34,5 +43,10 @@ class ParamTable {
   std::vector<ParamSpec> specs_;
   int64_t total_ = 0;
 };
+
+// Copies tp rank `rank`'s block of the whole tensor `full` (full_shape) into `local` (shape).
+void take_tp_block(float* local, const float* full, const ParamSpec& s, int rank);
+// The inverse: writes `local` into its place in `full`.
+void put_tp_block(float* full, const float* local, const ParamSpec& s, int rank);
 
 }  // namespace dytrain

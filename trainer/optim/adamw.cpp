@@ -1,5 +1,7 @@
 #include "trainer/optim/adamw.h"
 
+#include <algorithm>
+
 #include "kernels/cpu/adamw.h"
 
 namespace dytrain {
@@ -16,12 +18,17 @@ GroupHyper group_hyper(const OptimConfig& opt, ParamGroup g) {
   return GroupHyper{gc->lr.value_or(opt.lr), gc->beta2.value_or(opt.beta2), gc->weight_decay ? opt.weight_decay : 0.0};
 }
 
-AdamW::AdamW(const OptimConfig& opt, const ParamTable& table)
-    : opt_(opt), table_(table), m_(table.total(), 0.0f), v_(table.total(), 0.0f) {}
+AdamW::AdamW(const OptimConfig& opt, const ParamTable& table, int64_t begin, int64_t end)
+    : opt_(opt), table_(table), begin_(begin), end_(end < 0 ? table.total() : end) {
+  m_.assign(end_ - begin_, 0.0f);
+  v_.assign(end_ - begin_, 0.0f);
+}
 
 void AdamW::step(float* params, const float* grads, double lr_factor, float grad_scale) {
   ++t_;
   for (const ParamSpec& s : table_.specs()) {
+    const int64_t lo = std::max(begin_, s.offset), hi = std::min(end_, s.offset + s.numel);
+    if (lo >= hi) continue;
     const GroupHyper h = group_hyper(opt_, s.group);
     cpu::AdamWStep st;
     st.lr = float(h.lr * lr_factor);
@@ -31,7 +38,8 @@ void AdamW::step(float* params, const float* grads, double lr_factor, float grad
     st.weight_decay = float(h.weight_decay);
     st.grad_scale = grad_scale;
     st.t = t_;
-    cpu::adamw_update(params + s.offset, m_.data() + s.offset, v_.data() + s.offset, grads + s.offset, s.numel, st);
+    const int64_t r = lo - begin_;
+    cpu::adamw_update(params + lo, m_.data() + r, v_.data() + r, grads + r, hi - lo, st);
   }
 }
 

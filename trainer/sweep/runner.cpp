@@ -17,6 +17,7 @@
 #include "trainer/config/config.h"
 #include "trainer/sweep/divergence.h"
 #include "trainer/sweep/status.h"
+#include "trainer/sweep/text.h"
 #include "trainer/train/trainer.h"
 
 extern char** environ;
@@ -53,24 +54,6 @@ class SignalScope {
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-std::string human_duration(double s) {
-  if (!(s >= 0)) return "?";
-  const long t = long(s + 0.5);
-  if (t >= 3600) return fmt::format("{}h{:02}m", t / 3600, t / 60 % 60);
-  if (t >= 60) return fmt::format("{}m{:02}s", t / 60, t % 60);
-  return fmt::format("{}s", t);
-}
-
-// Single-quoted for a POSIX shell, so a printed command can be pasted back.
-std::string shell_quote(const std::string& s) {
-  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:+,@%") ==
-                        std::string::npos)
-    return s;
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
 // posix_spawnp with stdout and stderr appended to log_path.
 pid_t spawn(const std::vector<std::string>& argv, const std::string& log_path) {
   posix_spawn_file_actions_t fa;
@@ -98,22 +81,27 @@ struct ChildResult {
 ChildResult supervise(pid_t pid, const std::string& metrics_path, DivergenceWatch watch, const RunnerOptions& opt) {
   ChildResult r;
   MetricsTail tail(metrics_path);
+  auto judge_new_lines = [&] {
+    try {
+      for (const MetricsLine& m : tail.read_new())
+        if ((r.diverged = watch.feed(m))) return;
+    } catch (const std::runtime_error&) {
+      // A line that does not parse is not a divergence; the report will name it.
+    }
+  };
   std::optional<Clock::time_point> term_sent;
   for (;;) {
     int st = 0;
     const pid_t w = waitpid(pid, &st, WNOHANG);
     if (w == pid) {
       r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+      // A short run can explode and finish between two polls: its last lines are judged too.
+      if (!term_sent) judge_new_lines();
       return r;
     }
     if (w < 0 && errno != EINTR) throw std::runtime_error(fmt::format("waitpid: {}", std::strerror(errno)));
     if (!term_sent) {
-      try {
-        for (const MetricsLine& m : tail.read_new())
-          if ((r.diverged = watch.feed(m))) break;
-      } catch (const std::runtime_error&) {
-        // A line that does not parse is not a divergence; the report will name it.
-      }
+      judge_new_lines();
       if (g_sweep_signal) r.interrupted = true;
       if (r.diverged || r.interrupted) {
         ::kill(pid, SIGTERM);
@@ -199,7 +187,8 @@ int run_sweep(const SweepSpec& spec, const RunnerOptions& opt) {
     configs.push_back(load_config(spec.base, o));
     index.points.push_back({p.name, configs.back().train.max_steps});
   }
-  if (!opt.dry_run) write_sweep_index(sweep_dir.string(), index);
+  // Array tasks (--point) run side by side and must not race on the index: the Slurm script writer made it.
+  if (!opt.dry_run && !opt.only_point) write_sweep_index(sweep_dir.string(), index);
 
   SignalScope signals;
   const auto sweep_start = Clock::now();

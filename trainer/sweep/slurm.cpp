@@ -7,6 +7,7 @@
 
 #include "trainer/checkpoint/atomic_file.h"
 #include "trainer/config/config.h"
+#include "trainer/sweep/status.h"
 
 namespace dytrain {
 namespace {
@@ -64,6 +65,13 @@ std::string write_slurm_script(const SweepSpec& spec, const RunnerOptions& opt) 
   std::ostringstream list;
   for (const auto& p : spec.points) list << p.index << " " << p.name << "\n";
   write_file_atomic((dir / "points.txt").string(), list.str());
+  SweepIndex index{spec.name, fs::absolute(spec.path).string(), {}};
+  for (const auto& p : spec.points) {
+    std::vector<std::string> o = p.overrides;
+    o.insert(o.end(), opt.extra_overrides.begin(), opt.extra_overrides.end());
+    index.points.push_back({p.name, load_config(spec.base, o).train.max_steps});
+  }
+  write_sweep_index(sweep_dir_of(spec, opt), index);  // the array tasks leave it alone (runner.cpp)
   const std::string script = (dir / "sweep.sbatch").string();
   write_file_atomic(script, slurm_script_text(spec, opt, fs::current_path().string()));
   fs::permissions(script, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add);

@@ -87,12 +87,6 @@ class SpecReader {
   std::string path_;
 };
 
-bool is_axis(const std::string& k) {
-  for (const char* a : kAxes)
-    if (k == a) return true;
-  return false;
-}
-
 // The cartesian product of the grid, outermost axis first.
 std::vector<PointAxes> expand_grid(const SpecReader& r, const YAML::Node& grid) {
   std::vector<PointAxes> out{PointAxes{}};

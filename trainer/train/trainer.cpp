@@ -15,7 +15,8 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "kernels/cpu/grad_norm.h"
+#include "parallel/mesh.h"
+#include "parallel/runtime.h"
 #include "trainer/checkpoint/atomic_file.h"
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/config/config.h"
@@ -23,6 +24,8 @@
 #include "trainer/model/llama.h"
 #include "trainer/optim/adamw.h"
 #include "trainer/optim/schedule.h"
+#include "trainer/train/distributed_checkpoint.h"
+#include "trainer/train/grad_sync.h"
 #include "trainer/train/metrics.h"
 
 namespace dytrain {
@@ -48,17 +51,23 @@ std::string human_duration(double s) {
   return fmt::format("{}s", t);
 }
 
-std::shared_ptr<spdlog::logger> make_logger(const std::string& log_path) {
+// Rank 0 logs everything to the console and train.log; the other ranks only warnings and errors, labelled.
+std::shared_ptr<spdlog::logger> make_logger(const std::string& log_path, int rank) {
   auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
   auto logger = std::make_shared<spdlog::logger>("dytrain", spdlog::sinks_init_list{console});
   if (!log_path.empty())
     logger->sinks().push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(log_path, /*truncate=*/false));
-  logger->set_pattern("[%Y-%m-%d %H:%M:%S] [%^%l%$] %v");
+  if (rank == 0) {
+    logger->set_pattern("[%Y-%m-%d %H:%M:%S] [%^%l%$] %v");
+  } else {
+    logger->set_pattern(fmt::format("[%Y-%m-%d %H:%M:%S] [%^%l%$] [{}] %v", process_label()));
+    logger->set_level(spdlog::level::warn);
+  }
   logger->flush_on(spdlog::level::info);
   return logger;
 }
 
-LoaderOptions loader_options(const Config& cfg, const std::string& shards, bool shuffle) {
+LoaderOptions loader_options(const Config& cfg, const std::string& shards, bool shuffle, const Mesh& mesh) {
   LoaderOptions o;
   o.shards = shards;
   o.batch = cfg.train.micro_batch;
@@ -66,35 +75,63 @@ LoaderOptions loader_options(const Config& cfg, const std::string& shards, bool 
   o.vocab_size = cfg.model.vocab_size;
   o.seed = cfg.train.seed;
   o.shuffle = shuffle;
+  o.dp_rank = mesh.dp_rank;  // the tp ranks of one replica read the same data
+  o.dp_size = mesh.dp;
   return o;
+}
+
+// Collective: true when `ok` holds on every rank of the group. Lets all ranks leave together when one fails.
+bool everyone_ok(Communicator& world, bool ok) {
+  double failed = ok ? 0.0 : 1.0;
+  world.all_reduce(&failed, 1, ReduceOp::max);
+  return failed == 0.0;
+}
+
+// Runs `fn` on every rank; if it throws on any rank, the ranks that failed log their message and all ranks throw
+// InputError together, so no rank is left waiting in a collective.
+template <class Fn>
+void on_all_ranks(Communicator& world, Fn&& fn) {
+  std::string error;
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  if (everyone_ok(world, error.empty())) return;
+  if (!error.empty()) spdlog::error("{}: {}", process_label(), error);
+  throw InputError("");  // already reported by the rank(s) it happened on
 }
 
 class Trainer {
  public:
-  Trainer(const Config& cfg, const TrainOptions& opt)
+  Trainer(const Config& cfg, const TrainOptions& opt, Mesh& mesh)
       : cfg_(cfg),
         run_dir_(opt.run_dir),
-        model_(cfg.model),
-        optim_(cfg.optim, model_.table()),
+        mesh_(mesh),
+        model_(cfg.model, mesh.tp_group.get()),
+        zero_range_(shard_range(model_.table().total(), cfg.parallel.zero1 ? mesh.dp : 1,
+                                cfg.parallel.zero1 ? mesh.dp_rank : 0)),
+        optim_(cfg.optim, model_.table(), zero_range_.begin, zero_range_.end),
         tokens_(int64_t(cfg.train.micro_batch) * (cfg.train.seq_len + 1)),
         moments_(n_norm_sites(cfg.model)) {
     // Data first: a bad shard must fail before the run directory is touched.
-    try {
-      train_loader_ = std::make_unique<TokenLoader>(loader_options(cfg, cfg.data.train, true));
+    on_all_ranks(*mesh.world, [&] {
+      train_loader_ = std::make_unique<TokenLoader>(loader_options(cfg, cfg.data.train, true, mesh));
       if (!cfg.data.val.empty())
-        val_loader_ = std::make_unique<TokenLoader>(loader_options(cfg, cfg.data.val, false));
-    } catch (const std::exception& e) {
-      throw InputError(e.what());
-    }
-    prepare_run_dir(opt.resume);
-    log_ = make_logger((fs::path(run_dir_) / "train.log").string());
+        val_loader_ = std::make_unique<TokenLoader>(loader_options(cfg, cfg.data.val, false, mesh));
+    });
+    on_all_ranks(*mesh.world, [&] {
+      if (mesh.world_rank == 0) prepare_run_dir(opt.resume);
+    });
+    log_ = make_logger(mesh.world_rank == 0 ? (fs::path(run_dir_) / "train.log").string() : "", mesh.world_rank);
     model_.init(cfg.train.seed);
     std::optional<int64_t> resumed_at;
     if (opt.resume)
       resumed_at = restore();
     else if (cfg.model.alpha_init == "calibrated" && cfg.model.norm == NormKind::dyt)
       calibrate_alphas();
-    metrics_ = std::make_unique<MetricsWriter>((fs::path(run_dir_) / "metrics.jsonl").string(), resumed_at);
+    if (mesh.world_rank == 0)
+      metrics_ = std::make_unique<MetricsWriter>((fs::path(run_dir_) / "metrics.jsonl").string(), resumed_at);
   }
 
   int run();
@@ -104,18 +141,22 @@ class Trainer {
   int64_t restore();
   void calibrate_alphas();
   double validate();
+  double update(double* grad_norm_out, double lr_factor);
   void save_checkpoint_now();
   void log_step(const StepMetrics& m);
 
   Config cfg_;
   std::string run_dir_;
+  Mesh& mesh_;
   LlamaModel model_;
+  ShardRange zero_range_;                       // this rank's optimizer range (the whole buffer without ZeRO-1)
   AdamW optim_;
   std::unique_ptr<TokenLoader> train_loader_, val_loader_;
-  std::unique_ptr<MetricsWriter> metrics_;
+  std::unique_ptr<MetricsWriter> metrics_;      // world rank 0 only
   std::shared_ptr<spdlog::logger> log_;
   std::vector<int32_t> tokens_;                 // (B, T+1)
   std::vector<cpu::SiteMoments> moments_;       // per norm site, at log steps
+  std::vector<float> grad_shard_, padded_;      // ZeRO-1 scratch
   int64_t step_ = 0;                            // optimizer steps done
   int64_t tokens_seen_ = 0;
 };
@@ -136,12 +177,23 @@ void Trainer::prepare_run_dir(bool resume) {
 
 int64_t Trainer::restore() {
   const std::string dir = *latest_checkpoint(run_dir_);
-  YAML::Node state = load_checkpoint(model_.params().data(), optim_.exp_avg().data(), optim_.exp_avg_sq().data(),
-                                     dir, model_.table());
+  YAML::Node state = load_checkpoint_distributed(model_.params().data(), optim_, mesh_, dir, model_.table());
   step_ = state["step"].as<int64_t>();
   tokens_seen_ = state["tokens"].as<int64_t>();
   optim_.set_t(state["adam_t"].as<int64_t>());
-  train_loader_->restore(state["train_loader"]);
+  // The loader position counts the windows each dp rank has used; rank r's k-th window is window k * dp + r of the
+  // epoch, so the same global position under another dp is cursor * dp_saved / dp.
+  YAML::Node loader = state["train_loader"];
+  const int64_t saved_dp = state["dp"] ? state["dp"].as<int64_t>() : 1;
+  if (saved_dp != mesh_.dp) {
+    const int64_t windows = loader["cursor"].as<int64_t>() * saved_dp;
+    if (windows % mesh_.dp != 0)
+      throw InputError(fmt::format("{}: the checkpoint's data position ({} windows) cannot be split over dp = {}; "
+                                   "resume with a dp that divides it",
+                                   dir, windows, mesh_.dp));
+    loader["cursor"] = windows / mesh_.dp;
+  }
+  train_loader_->restore(loader);
   if (state["config_hash"].as<uint64_t>() != config_hash(cfg_))
     log_->warn("the config differs from the one the checkpoint was written with; continuing with the new one");
   log_->info("resumed from {} at step {}", dir, step_);
@@ -151,9 +203,12 @@ int64_t Trainer::restore() {
 // alpha0 = c / std of each site's input on the first training batch (read by a loader of its own, so training
 // still starts at that batch).
 void Trainer::calibrate_alphas() {
-  TokenLoader probe(loader_options(cfg_, cfg_.data.train, true));
+  TokenLoader probe(loader_options(cfg_, cfg_.data.train, true, mesh_));
   probe.next(tokens_.data());
   model_.calibrate_alphas(tokens_.data(), cfg_.train.micro_batch, cfg_.train.seq_len, cfg_.model.alpha_calib_c);
+  // Each dp rank measured its own batch; rank 0's alphas become everyone's so the replicas stay identical.
+  for (const ParamSpec& s : model_.table().specs())
+    if (s.group == ParamGroup::dyt_alpha) mesh_.world->broadcast(model_.params().data() + s.offset, sizeof(float), 0);
   std::string alphas;
   for (int s = 0; s < n_norm_sites(cfg_.model); ++s) alphas += fmt::format(" {:.4g}", model_.site_alpha(s));
   log_->info("calibrated alpha0 = {} / act_std per site (layer 0 attn, ffn, ..., final):{}", cfg_.model.alpha_calib_c,
@@ -166,21 +221,52 @@ void Trainer::save_checkpoint_now() {
   state["tokens"] = tokens_seen_;
   state["adam_t"] = optim_.t();
   state["config_hash"] = config_hash(cfg_);
+  state["dp"] = mesh_.dp;
   state["train_loader"] = train_loader_->state();
-  CheckpointData data{&cfg_, &model_.table(), model_.params().data(), optim_.exp_avg().data(),
-                      optim_.exp_avg_sq().data(), state};
-  const std::string path = save_checkpoint(run_dir_, step_, data, cfg_.train.keep_checkpoints);
+  const std::string path = save_checkpoint_distributed(mesh_, run_dir_, step_, cfg_, model_.table(),
+                                                       model_.params().data(), optim_, state);
   log_->info("checkpoint {}", path);
 }
 
+// val_batches micro-batches in all, shared by the dp ranks (whose loaders deal the windows round-robin), so every
+// layout evaluates the same windows: the first val_batches * micro_batch of the val shards.
 double Trainer::validate() {
   val_loader_->reset();
+  const int batches = (cfg_.train.val_batches + mesh_.dp - 1) / mesh_.dp;
   double sum = 0.0;
-  for (int i = 0; i < cfg_.train.val_batches; ++i) {
+  for (int i = 0; i < batches; ++i) {
     val_loader_->next(tokens_.data());
     sum += model_.forward(tokens_.data(), cfg_.train.micro_batch, cfg_.train.seq_len, nullptr);
   }
-  return sum / cfg_.train.val_batches;
+  double mean = sum / batches;
+  mesh_.dp_group->all_reduce(&mean, 1, ReduceOp::avg);
+  return mean;
+}
+
+// Gradients -> dp average (or ZeRO-1 reduce-scatter) -> global norm -> clip -> AdamW. Returns the clip factor.
+double Trainer::update(double* grad_norm_out, double lr_factor) {
+  const ParamTable& table = model_.table();
+  const int64_t n = table.total();
+  std::vector<float>& grads = model_.grads();
+  const float* range_grads = grads.data();
+  if (cfg_.parallel.zero1 && mesh_.dp > 1) {
+    grad_shard_.resize(zero_range_.end - zero_range_.begin);
+    reduce_scatter_gradients(*mesh_.dp_group, grad_shard_.data(), padded_, grads.data(), n, zero_range_);
+    range_grads = grad_shard_.data();
+  } else {
+    average_gradients(*mesh_.dp_group, grads.data(), n, int64_t(cfg_.parallel.bucket_mb) << 18);
+  }
+  // Squares of this rank's range, each element of the whole model counted once over the tp group (and, with
+  // ZeRO-1, over the dp group whose ranges partition the buffer).
+  double sq = grad_square_sum(table, range_grads, optim_.begin(), optim_.end(), mesh_.tp_rank);
+  mesh_.tp_group->all_reduce(&sq, 1, ReduceOp::sum);
+  if (cfg_.parallel.zero1) mesh_.dp_group->all_reduce(&sq, 1, ReduceOp::sum);
+  *grad_norm_out = std::sqrt(sq);
+  const float scale = clip_scale(*grad_norm_out, cfg_.optim.grad_clip);
+  optim_.step(model_.params().data(), range_grads, lr_factor, scale);
+  if (cfg_.parallel.zero1 && mesh_.dp > 1)
+    all_gather_parameters(*mesh_.dp_group, model_.params().data(), padded_, n, zero_range_);
+  return scale;
 }
 
 void Trainer::log_step(const StepMetrics& m) {
@@ -189,15 +275,15 @@ void Trainer::log_step(const StepMetrics& m) {
   line += fmt::format(" | lr {:.3e} | grad {:.3f} | {:.0f} tok/s | eta {}", m.lr, m.grad_norm, m.tok_s,
                       human_duration(m.eta_s));
   log_->info(line);
-  metrics_->write(m);
+  if (metrics_) metrics_->write(m);
 }
 
 int Trainer::run() {
   const TrainConfig& tc = cfg_.train;
-  const int64_t tokens_per_step = int64_t(tc.micro_batch) * tc.seq_len * tc.grad_accum;
-  log_->info("model: {} parameters, {} layers, dim {}, norm {}; {} tokens per step, {} steps", model_.table().total(),
-             cfg_.model.n_layers, cfg_.model.dim, cfg_.model.norm == NormKind::dyt ? "dyt" : "rmsnorm",
-             tokens_per_step, tc.max_steps);
+  const int64_t tokens_per_step = int64_t(tc.micro_batch) * tc.seq_len * tc.grad_accum * mesh_.dp;
+  log_->info("model: {} parameters, {} layers, dim {}, norm {}; layout dp {} x tp {}{}; {} tokens per step, {} steps",
+             whole_table(model_.table()).total(), cfg_.model.n_layers, cfg_.model.dim, to_string(cfg_.model.norm),
+             mesh_.dp, mesh_.tp, cfg_.parallel.zero1 ? " (ZeRO-1)" : "", tokens_per_step, tc.max_steps);
   const auto run_start = Clock::now();
   const int64_t first_step = step_;
   std::vector<float> alphas(moments_.size());
@@ -217,27 +303,29 @@ int Trainer::run() {
       model_.backward(1.0f / float(tc.grad_accum));
     }
     loss /= tc.grad_accum;
+    mesh_.dp_group->all_reduce(&loss, 1, ReduceOp::avg);
     if (!std::isfinite(loss)) {
       log_->error("the loss is {} at step {}: training diverged (try a lower optim.lr or smaller alpha inits)", loss,
                   step);
       return kExitDiverged;
     }
+    if (log_now)  // the site inputs are replicated over tp; the global batch is spread over dp
+      mesh_.dp_group->all_reduce(&moments_[0].sum, 4 * int64_t(moments_.size()), ReduceOp::sum);
 
-    const std::vector<float>& grads = model_.grads();
-    const double grad_norm = std::sqrt(cpu::sum_squares(grads.data(), int64_t(grads.size())));
     for (size_t s = 0; s < alphas.size(); ++s) alphas[s] = model_.site_alpha(int(s));
     const double factor = lr_factor(cfg_.optim, step - 1, tc.max_steps);
-    optim_.step(model_.params().data(), grads.data(), factor, clip_scale(grad_norm, cfg_.optim.grad_clip));
+    double grad_norm = 0.0;
+    update(&grad_norm, factor);
     step_ = step;
     tokens_seen_ += tokens_per_step;
 
     if (log_now || val_now) {
-      const double step_s = std::chrono::duration<double>(Clock::now() - t0).count();
-      const double elapsed_s = std::chrono::duration<double>(Clock::now() - run_start).count();
       StepMetrics m;
       m.step = step;
       m.loss = loss;
       if (val_now) m.val_loss = validate();
+      const double step_s = std::chrono::duration<double>(Clock::now() - t0).count();
+      const double elapsed_s = std::chrono::duration<double>(Clock::now() - run_start).count();
       m.lr = cfg_.optim.lr * factor;
       m.grad_norm = grad_norm;
       m.tokens = tokens_seen_;
@@ -250,10 +338,13 @@ int Trainer::run() {
       log_step(m);
     }
 
+    // Every rank must agree to stop at the same step: a signal may reach the ranks at different times.
+    double stop = g_stop_signal ? 1.0 : 0.0;
+    mesh_.world->all_reduce(&stop, 1, ReduceOp::max);
     const bool ckpt_now = step == tc.max_steps || (tc.ckpt_every > 0 && step % tc.ckpt_every == 0);
-    if (ckpt_now || g_stop_signal) save_checkpoint_now();
-    if (g_stop_signal && step < tc.max_steps) {
-      log_->warn("stopped by signal {} after step {}; continue with --resume", int(g_stop_signal), step);
+    if (ckpt_now || stop > 0) save_checkpoint_now();
+    if (stop > 0 && step < tc.max_steps) {
+      log_->warn("stopped by a signal after step {}; continue with --resume", step);
       return kExitInterrupted;
     }
   }
@@ -269,12 +360,13 @@ int train(const TrainOptions& opt) {
   try {
     cfg = load_config(opt.config_path, opt.overrides);
   } catch (const ConfigError& e) {
-    spdlog::error("{}", e.what());
+    if (is_root()) spdlog::error("{}", e.what());  // every rank read the same files: one report is enough
     return kExitBadInput;
   }
   if (cfg.train.device == "cuda") {
-    spdlog::error("{}: train.device is cuda, but this build of dytrain has no CUDA backend; use cpu or auto",
-                  opt.config_path);
+    if (is_root())
+      spdlog::error("{}: train.device is cuda, but this build of dytrain has no CUDA backend; use cpu or auto",
+                    opt.config_path);
     return kExitBadInput;
   }
   TrainOptions o = opt;
@@ -283,12 +375,21 @@ int train(const TrainOptions& opt) {
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGINT, on_stop_signal);
   try {
-    Trainer trainer(cfg, o);
+    Mesh mesh;
+    try {
+      mesh = make_mesh(cfg.parallel.tp);
+      check_same_on_all_ranks(*mesh.world, config_hash(cfg), "the resolved config (config file and --set flags)");
+    } catch (const std::exception& e) {
+      throw InputError(e.what());
+    }
+    Trainer trainer(cfg, o, mesh);
     return trainer.run();
   } catch (const InputError& e) {
-    spdlog::error("{}", e.what());
+    if (*e.what()) spdlog::error("{}: {}", process_label(), e.what());
     return kExitBadInput;
   } catch (const std::exception& e) {
+    // Other ranks may be waiting in a collective for this one: take the whole job down rather than leave them hanging.
+    if (mpi_active()) abort_job(kExitError, e.what());
     spdlog::error("{}", e.what());
     return kExitError;
   }

@@ -67,6 +67,9 @@ const std::vector<BadValue> kBadValues = {
     {"train.ckpt_every", "-1", "must be >= 0"},
     {"train.keep_checkpoints", "0", "must be >= 1"},
     {"train.device", "gpu", "must be one of cpu, cuda, auto"},
+    {"parallel.tp", "0", "must be > 0"},
+    {"parallel.tp", "3", "must divide model.n_heads"},
+    {"parallel.bucket_mb", "0", "must be > 0"},
     {"model.n_heads", "3", "does not divide model.dim (32)"},
     {"model.dim", "36", "must be even for RoPE"},  // 36 / 4 heads = 9
     {"model.n_kv_heads", "3", "must divide model.n_heads (4)"},
@@ -159,7 +162,7 @@ TEST(ConfigErrors, UnknownKeysSuggestTheClosestKnownKey) {
   }
   expect_config_error([&] { load_config(dir.write("top.yaml", "include: base.yaml\nmodels:\n  dim: 3\n")); },
                       {"top.yaml:2: unknown key 'models'", "did you mean 'model'?",
-                       "Keys of the top level: include, model, optim, data, train."});
+                       "Keys of the top level: include, model, optim, data, train, parallel."});
 }
 
 TEST(ConfigErrors, BadSetSyntax) {

@@ -200,12 +200,12 @@ TEST(ConfigOverride, SetsScalarsEnumsStringsAndGroupKeys) {
 Config unusual_config() {
   Config c;
   ModelConfig& m = c.model;
-  m.vocab_size = 50257;
+  m.vocab_size = 50304;
   m.dim = 96;
   m.n_layers = 3;
   m.n_heads = 6;
   m.n_kv_heads = 3;
-  m.ffn_dim = 250;
+  m.ffn_dim = 252;
   m.multiple_of = 64;
   m.ffn_dim_multiplier = 1.0 / 3.0;
   m.max_seq_len = 300;
@@ -250,6 +250,9 @@ Config unusual_config() {
   t.keep_checkpoints = 9;
   t.seed = 0xFFFFFFFFFFFFFFF0ull;
   t.device = "cpu";
+  c.parallel.tp = 3;  // divides n_heads, n_kv_heads, ffn_dim and vocab_size
+  c.parallel.zero1 = true;
+  c.parallel.bucket_mb = 7;
   return c;
 }
 
@@ -315,6 +318,9 @@ TEST(ConfigYaml, RoundTripsEveryFieldExactly) {
   EXPECT_EQ(ta.keep_checkpoints, tb.keep_checkpoints);
   EXPECT_EQ(ta.seed, tb.seed);
   EXPECT_EQ(ta.device, tb.device);
+  EXPECT_EQ(a.parallel.tp, b.parallel.tp);
+  EXPECT_EQ(a.parallel.zero1, b.parallel.zero1);
+  EXPECT_EQ(a.parallel.bucket_mb, b.parallel.bucket_mb);
   EXPECT_EQ(to_yaml(a), to_yaml(b));
   EXPECT_EQ(config_hash(a), config_hash(b));
 }
@@ -355,7 +361,7 @@ TEST(ConfigYaml, WritesEveryKeyInTheFixedOrder) {
       "data.train", "data.val",
       "train.micro_batch", "train.seq_len", "train.grad_accum", "train.max_steps", "train.log_every",
       "train.val_every", "train.val_batches", "train.ckpt_every", "train.keep_checkpoints", "train.seed",
-      "train.device"};
+      "train.device", "parallel.tp", "parallel.zero1", "parallel.bucket_mb"};
   Config all = Config{};
   for (GroupConfig* g : {&all.optim.matrices, &all.optim.embeddings, &all.optim.dyt_alpha, &all.optim.dyt_gamma_beta,
                          &all.optim.embed_scale})

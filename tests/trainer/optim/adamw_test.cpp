@@ -42,6 +42,28 @@ TEST(AdamW, TwoStepsAgainstHandComputedValues) {
   EXPECT_EQ(adam.t(), 2);
 }
 
+TEST(AdamW, RangesTogetherEqualTheWholeUpdate) {
+  // ZeRO-1: ranks updating [0, 4) and [4, 7) of a buffer that crosses tensor and group boundaries give exactly the
+  // update of one optimizer over all 7 elements.
+  ParamTable table;
+  table.add("a", {3}, ParamGroup::matrices);
+  table.add("b", {1}, ParamGroup::dyt_alpha);
+  table.add("c", {3}, ParamGroup::embeddings);
+  OptimConfig opt;
+  opt.dyt_alpha.lr = 0.5;
+  const float grads[7] = {0.1f, -0.2f, 0.3f, 1.0f, -0.5f, 0.25f, 2.0f};
+  float whole[7] = {1, 2, 3, 4, 5, 6, 7}, split[7] = {1, 2, 3, 4, 5, 6, 7};
+  AdamW all(opt, table), lo(opt, table, 0, 4), hi(opt, table, 4, 7);
+  for (int step = 0; step < 3; ++step) {
+    all.step(whole, grads, 1.0, 1.0f);
+    lo.step(split, grads, 1.0, 1.0f);
+    hi.step(split, grads + 4, 1.0, 1.0f);
+  }
+  for (int i = 0; i < 7; ++i) EXPECT_EQ(whole[i], split[i]) << i;
+  EXPECT_EQ(hi.exp_avg().size(), 3u);
+  EXPECT_EQ(hi.exp_avg()[0], all.exp_avg()[4]);
+}
+
 TEST(AdamW, GroupHyperResolvesOverrides) {
   OptimConfig opt;
   opt.lr = 1e-3;

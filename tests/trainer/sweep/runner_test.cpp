@@ -1,0 +1,184 @@
+// The runner on real sweeps of a tiny model (the dytrain binary as child): points run and are skipped when the sweep
+// runs again; a point with a huge lr is marked diverged and the sweep goes on; the metrics watch stops a running
+// child; the report's table values equal the values computed here straight from each run's metrics.jsonl.
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "tests/trainer/sweep/sweep_test_util.h"
+#include "trainer/sweep/report.h"
+#include "trainer/sweep/runner.h"
+#include "trainer/sweep/slurm.h"
+#include "trainer/sweep/status.h"
+
+namespace dytrain {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string read_all(std::FILE* f) {
+  std::rewind(f);
+  std::string s;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) s.append(buf, n);
+  return s;
+}
+
+size_t count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+class RunnerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // One thread per child: the suite runs beside other test binaries on a 2-core CI machine.
+    setenv("OMP_NUM_THREADS", "1", 1);
+    testing::write_text(dir_.file("base.yaml"), testing::tiny_base_yaml());
+    opt_.sweep_dir = dir_.file("sweep");
+    opt_.exe = DYTRAIN_EXE;
+    opt_.poll_s = 0.05;
+  }
+  void TearDown() override {
+    if (opt_.out != stdout) std::fclose(opt_.out);
+  }
+
+  SweepSpec spec(const std::string& body) {
+    testing::write_text(dir_.file("spec.yaml"), "name: t\nbase: base.yaml\n" + body);
+    return load_sweep_spec(dir_.file("spec.yaml"));
+  }
+
+  // Runs the sweep with progress captured; returns (exit code, progress text).
+  std::pair<int, std::string> run(const SweepSpec& s) {
+    if (opt_.out != stdout) std::fclose(opt_.out);
+    opt_.out = std::tmpfile();
+    const int rc = run_sweep(s, opt_);
+    return {rc, read_all(opt_.out)};
+  }
+
+  std::string status(const std::string& point) {
+    const auto s = read_point_status(opt_.sweep_dir + "/" + point);
+    return s ? s->status : "none";
+  }
+
+  testing::TempDir dir_;
+  RunnerOptions opt_;
+};
+
+TEST_F(RunnerTest, RunsPointsSkipsThemOnRerunAndReportMatchesMetrics) {
+  const SweepSpec s = spec("grid: {alpha_attn: [0.5, 2], alpha_ffn: [0.25, 1]}\n");
+  auto [rc, text] = run(s);
+  ASSERT_EQ(rc, 0) << text;
+  std::map<std::string, fs::file_time_type> mtimes;
+  for (const auto& p : s.points) {
+    EXPECT_EQ(status(p.name), "done") << p.name;
+    EXPECT_EQ(latest_checkpoint_step(opt_.sweep_dir + "/" + p.name), 12);
+    mtimes[p.name] = fs::last_write_time(opt_.sweep_dir + "/" + p.name + "/metrics.jsonl");
+  }
+  EXPECT_NE(text.find("[4/4]"), std::string::npos) << text;
+
+  std::tie(rc, text) = run(s);
+  ASSERT_EQ(rc, 0);
+  EXPECT_EQ(count(text, "skipped"), 4u) << text;
+  for (const auto& p : s.points)
+    EXPECT_EQ(fs::last_write_time(opt_.sweep_dir + "/" + p.name + "/metrics.jsonl"), mtimes[p.name]) << p.name;
+
+  ReportOptions ro;
+  ro.sweep_dir = opt_.sweep_dir;
+  ro.plots = false;
+  ro.out = std::tmpfile();
+  ASSERT_EQ(sweep_report(ro), 0);
+  std::fclose(ro.out);
+  std::ifstream md_file(opt_.sweep_dir + "/report/report.md");
+  std::stringstream md;
+  md << md_file.rdbuf();
+
+  // Independently of the report code: parse each metrics.jsonl here and take the mean of the last 5 losses and
+  // the last val_loss, then find those numbers in points.csv (full precision) and in report.md (4 decimals).
+  std::ifstream csv(opt_.sweep_dir + "/report/points.csv");
+  std::string header, row;
+  std::getline(csv, header);
+  int rows = 0;
+  while (std::getline(csv, row)) {
+    std::vector<std::string> f;
+    std::stringstream ss(row);
+    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+    ASSERT_EQ(f.size(), 15u) << row;
+    std::vector<double> losses;
+    double val = 0;
+    std::ifstream m(opt_.sweep_dir + "/" + f[0] + "/metrics.jsonl");
+    for (std::string line; std::getline(m, line);) {
+      const YAML::Node n = YAML::Load(line);
+      losses.push_back(n["loss"].as<double>());
+      if (n["val_loss"]) val = n["val_loss"].as<double>();
+    }
+    ASSERT_EQ(losses.size(), 7u);  // steps 1, 2, 4, ..., 12 (log_every 2 and the first step)
+    const double train = (losses[2] + losses[3] + losses[4] + losses[5] + losses[6]) / 5;
+    // Same doubles summed in the same order; the CSV prints 17 significant digits, which round-trip.
+    EXPECT_DOUBLE_EQ(std::stod(f[13]), train) << f[0];
+    EXPECT_DOUBLE_EQ(std::stod(f[14]), val) << f[0];
+    EXPECT_NE(md.str().find(fmt::format("{:.4f} / {:.4f}", train, val)), std::string::npos) << f[0];
+    ++rows;
+  }
+  EXPECT_EQ(rows, 4);
+}
+
+TEST_F(RunnerTest, HugeLrDivergesAndTheSweepGoesOn) {
+  const SweepSpec s = spec("set: {optim.grad_clip: 0, train.max_steps: 40}\ngrid: {lr: [10, 0.003]}\n");
+  const auto [rc, text] = run(s);
+  EXPECT_EQ(rc, 0) << text;
+  EXPECT_EQ(status("lr10"), "diverged") << text;
+  EXPECT_EQ(status("lr0.003"), "done") << text;
+}
+
+TEST_F(RunnerTest, WatchStopsARunningChild) {
+  // A negative margin makes every post-warmup line count as diverged: the runner must stop a child that would
+  // otherwise train 5000 steps.
+  const SweepSpec s =
+      spec("divergence: {margin_nats: -100, after_step: 2}\nset: {train.max_steps: 5000, train.log_every: 1}\n"
+           "grid: {seed: 3}\n");
+  const auto [rc, text] = run(s);
+  EXPECT_EQ(rc, 0) << text;
+  const auto st = read_point_status(opt_.sweep_dir + "/s3");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->status, "diverged");
+  EXPECT_NE(st->reason.find("exceeds the first logged loss"), std::string::npos) << st->reason;
+  EXPECT_EQ(st->exit_code, 4);  // SIGTERM: the trainer checkpoints and exits "interrupted"
+  std::ifstream m(opt_.sweep_dir + "/s3/metrics.jsonl");
+  int lines = 0;
+  for (std::string l; std::getline(m, l);) ++lines;
+  EXPECT_LT(lines, 5000);
+
+  const auto again = run(s);
+  EXPECT_EQ(count(again.second, "skipped"), 1u) << again.second;
+}
+
+TEST_F(RunnerTest, MpirunCommandAndSlurmScript) {
+  const SweepSpec s = spec(
+      "launch: {mode: slurm, np: 2, mpirun_args: [--oversubscribe], max_parallel: 3, time: '02:00:00'}\n"
+      "grid: {alpha_attn: [0.5, 1, 2]}\n");
+  const auto argv = point_command(s, s.points[1], opt_, "mpirun", true);
+  ASSERT_GE(argv.size(), 8u);
+  EXPECT_EQ(std::vector<std::string>(argv.begin(), argv.begin() + 6),
+            (std::vector<std::string>{"mpirun", "-np", "2", "--oversubscribe", fs::absolute(DYTRAIN_EXE).string(),
+                                      "train"}));
+  EXPECT_EQ(argv.back(), "--resume");
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "model.alpha_attn=1"), argv.end());
+
+  const std::string script = slurm_script_text(s, opt_, "/work/here");
+  EXPECT_NE(script.find("#SBATCH --array=0-2%3\n"), std::string::npos) << script;
+  EXPECT_NE(script.find("#SBATCH --ntasks=2\n"), std::string::npos);
+  EXPECT_NE(script.find("#SBATCH --time=02:00:00\n"), std::string::npos);
+  EXPECT_NE(script.find("cd '/work/here'"), std::string::npos);
+  EXPECT_NE(script.find("--point \"$SLURM_ARRAY_TASK_ID\" --mode mpirun"), std::string::npos) << script;
+}
+
+}  // namespace
+}  // namespace dytrain

@@ -1,0 +1,150 @@
+// Sweep spec parsing and point expansion: counts, names, overrides, the alpha_final tie, the width rule, the
+// RMSNorm collapse and the errors for bad specs. Each point's overrides are checked by loading the config they give.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "tests/trainer/sweep/sweep_test_util.h"
+#include "trainer/config/config.h"
+#include "trainer/sweep/spec.h"
+
+namespace dytrain {
+namespace {
+
+using testing::TempDir;
+using testing::write_text;
+
+class SpecTest : public ::testing::Test {
+ protected:
+  void SetUp() override { write_text(dir_.file("base.yaml"), testing::tiny_base_yaml()); }
+
+  SweepSpec load(const std::string& body) {
+    write_text(dir_.file("sweeps/s.yaml"), "base: ../base.yaml\n" + body);
+    return load_sweep_spec(dir_.file("sweeps/s.yaml"));
+  }
+
+  // The config a point resolves to: base + its overrides, as the trainer will see it.
+  Config resolved(const SweepSpec& spec, const SweepPoint& p) { return load_config(spec.base, p.overrides); }
+
+  TempDir dir_;
+};
+
+TEST_F(SpecTest, GridExpandsToTheProductWithStableNames) {
+  const SweepSpec s = load(
+      "name: t\nwidth_rule: {n_layers: 3, head_dim: 16, kv_group: 2}\n"
+      "grid:\n  width: [32, 64]\n  alpha_attn: [0.5, 1.0]\n  alpha_ffn: [0.25, 1]\n  beta2: [0.95, 0.99]\n"
+      "  seed: 7\n");
+  ASSERT_EQ(s.points.size(), 2u * 2 * 2 * 2);
+  EXPECT_EQ(s.name, "t");
+  EXPECT_EQ(s.points[0].name, "w32_aa0.5_af0.25_b2-0.95_s7");
+  EXPECT_EQ(s.points[1].name, "w32_aa0.5_af0.25_b2-0.99_s7");  // innermost axis varies fastest
+  EXPECT_EQ(s.points.back().name, "w64_aa1_af1_b2-0.99_s7");
+  for (size_t i = 0; i < s.points.size(); ++i) EXPECT_EQ(s.points[i].index, int(i));
+
+  const Config c = resolved(s, s.points.back());
+  EXPECT_EQ(c.model.dim, 64);
+  EXPECT_EQ(c.model.n_layers, 3);
+  EXPECT_EQ(c.model.n_heads, 4);     // 64 / head_dim 16
+  EXPECT_EQ(c.model.n_kv_heads, 2);  // 4 heads / kv_group 2
+  EXPECT_EQ(c.model.ffn_dim, 0);     // LLaMA's rule from the base's multiple_of
+  EXPECT_EQ(c.model.alpha_attn, 1.0);
+  EXPECT_EQ(c.model.alpha_ffn, 1.0);
+  EXPECT_EQ(c.optim.beta2, 0.99);
+  EXPECT_EQ(c.train.seed, 7u);
+  const Config c0 = resolved(s, s.points[0]);
+  EXPECT_EQ(c0.model.n_heads, 2);
+  EXPECT_EQ(c0.model.n_kv_heads, 1);
+}
+
+TEST_F(SpecTest, AlphaFinalIsTiedToAlphaFfnUnlessSwept) {
+  const SweepSpec tied = load("grid: {alpha_attn: 1, alpha_ffn: [0.25, 0.5]}\n");
+  ASSERT_EQ(tied.points.size(), 2u);
+  EXPECT_EQ(resolved(tied, tied.points[0]).model.alpha_final, 0.25);
+  EXPECT_EQ(resolved(tied, tied.points[1]).model.alpha_final, 0.5);
+  EXPECT_EQ(tied.points[1].name, "aa1_af0.5");
+
+  const SweepSpec free = load("grid: {alpha_ffn: 0.5, alpha_final: [0.1, 2]}\n");
+  ASSERT_EQ(free.points.size(), 2u);
+  EXPECT_EQ(free.points[0].name, "af0.5_afin0.1");
+  EXPECT_EQ(resolved(free, free.points[0]).model.alpha_final, 0.1);
+  EXPECT_EQ(resolved(free, free.points[0]).model.alpha_ffn, 0.5);
+}
+
+TEST_F(SpecTest, SetAppliesToEveryPointAndAxesWinOverIt) {
+  const SweepSpec s = load("set: {train.max_steps: 5, optim.beta2: 0.9}\ngrid: {beta2: [0.95, 0.999]}\n");
+  ASSERT_EQ(s.points.size(), 2u);
+  for (const auto& p : s.points) EXPECT_EQ(resolved(s, p).train.max_steps, 5);
+  EXPECT_EQ(resolved(s, s.points[0]).optim.beta2, 0.95);
+  EXPECT_EQ(resolved(s, s.points[1]).optim.beta2, 0.999);
+}
+
+TEST_F(SpecTest, LrAxisKeepsTheMinLrRatio) {
+  const SweepSpec s = load("grid: {lr: [0.01, 0.001]}\n");
+  ASSERT_EQ(s.points.size(), 2u);
+  EXPECT_EQ(s.points[0].name, "lr0.01");
+  const Config c = resolved(s, s.points[0]);
+  EXPECT_DOUBLE_EQ(c.optim.lr, 0.01);
+  EXPECT_DOUBLE_EQ(c.optim.min_lr, 0.001);  // base 3e-4 / 3e-3 = 0.1 of the peak
+}
+
+TEST_F(SpecTest, WidthRuleWithFfnMultAndPerWidthShape) {
+  const SweepSpec s = load(
+      "width_rule: {head_dim: 8, ffn_mult: 2.5}\nper_width: {64: {n_layers: 1, n_heads: 2, ffn_dim: 96}}\n"
+      "grid: {width: [32, 64]}\n");
+  const Config a = resolved(s, s.points[0]), b = resolved(s, s.points[1]);
+  EXPECT_EQ(a.model.n_heads, 4);
+  EXPECT_EQ(a.model.n_kv_heads, 4);  // kv_group defaults to 1
+  EXPECT_EQ(a.model.ffn_dim, 80);    // 2.5 * 32
+  EXPECT_EQ(a.model.n_layers, 2);    // the base's depth
+  EXPECT_EQ(b.model.n_layers, 1);
+  EXPECT_EQ(b.model.n_heads, 2);
+  EXPECT_EQ(b.model.n_kv_heads, 2);
+  EXPECT_EQ(b.model.ffn_dim, 96);
+}
+
+TEST_F(SpecTest, RmsnormBaselinesCollapseTheAlphaAxes) {
+  const SweepSpec s = load("grid: {norm: [dyt, rmsnorm], alpha_attn: [0.5, 1], alpha_ffn: [0.5, 1]}\n");
+  ASSERT_EQ(s.points.size(), 4u + 1u);
+  const auto it = std::find_if(s.points.begin(), s.points.end(), [](const SweepPoint& p) { return p.name == "rmsnorm"; });
+  ASSERT_NE(it, s.points.end());
+  EXPECT_EQ(resolved(s, *it).model.norm, NormKind::rmsnorm);
+}
+
+TEST_F(SpecTest, PointsListAndDuplicates) {
+  const SweepSpec s = load("points:\n  - {width: 32, alpha_attn: 0.5}\n  - {width: 64, alpha_ffn: 2}\n");
+  ASSERT_EQ(s.points.size(), 2u);
+  EXPECT_EQ(s.points[0].name, "w32_aa0.5");
+  EXPECT_EQ(s.points[1].name, "w64_af2");
+  EXPECT_THROW(load("points:\n  - {alpha_attn: 0.5}\n  - {alpha_attn: 0.50}\n"), ConfigError);
+}
+
+TEST_F(SpecTest, ErrorsNameTheKey) {
+  auto message = [&](const std::string& body) {
+    try {
+      load(body);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message("grid: {widht: [32]}\n").find("widht"), std::string::npos);
+  EXPECT_NE(message("grid: {alpha_attn: [-1]}\n").find("alpha_attn"), std::string::npos);
+  EXPECT_NE(message("width_rule: {head_dim: 24}\ngrid: {width: [32]}\n").find("head_dim"), std::string::npos);
+  EXPECT_NE(message("set: {train.max_stepz: 3}\ngrid: {seed: 1}\n").find("max_stepz"), std::string::npos);
+  EXPECT_NE(message("launch: {mode: ssh}\ngrid: {seed: 1}\n").find("launch.mode"), std::string::npos);
+  EXPECT_NE(message("name: x\n").find("grid"), std::string::npos);
+}
+
+TEST(SweepSpecShipped, TinyCiHas36Points) {
+  const SweepSpec s = load_sweep_spec(std::string(DYTRAIN_SOURCE_DIR) + "/configs/sweeps/tiny_ci.yaml");
+  EXPECT_EQ(s.points.size(), 36u);
+  EXPECT_EQ(s.launch.mode, "local");
+}
+
+TEST(SweepSpecShipped, AlphaWidthsExpands) {
+  const SweepSpec s = load_sweep_spec(std::string(DYTRAIN_SOURCE_DIR) + "/configs/sweeps/alpha_widths.yaml");
+  EXPECT_GT(s.points.size(), 100u);
+}
+
+}  // namespace
+}  // namespace dytrain

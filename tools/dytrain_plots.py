@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""PNG plots of dytrain runs and sweeps; called by `dytrain plot` and `dytrain sweep report`.
+
+  dytrain_plots.py run RUN_DIR      RUN_DIR/plots/{loss,lr,grad_norm,alpha,alpha_vs_inv_std}.png
+  dytrain_plots.py sweep SWEEP_DIR  SWEEP_DIR/report/heatmap_<panel>.png (from report/points.csv) and
+                                    SWEEP_DIR/report/alpha_inv_std/<point>.png for every point
+
+Design decisions: the standard library reads metrics.jsonl (json) and points.csv (csv), so matplotlib is the only
+dependency (Debian: python3-matplotlib); the Agg backend draws without a display; each PNG is written under a
+temporary name and renamed, like every other dytrain output; figures are small (dpi 90) to stay cheap to commit.
+"""
+import csv
+import json
+import math
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+
+DPI = 90
+
+
+def save(fig, path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def read_metrics(run_dir):
+    path = os.path.join(run_dir, "metrics.jsonl")
+    lines = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                sys.exit(f"{path}:{n}: not a JSON metrics line ({e})")
+    return lines
+
+
+def site_series(lines):
+    """{(layer, site): (steps, alpha, inv_std)} in the order the sites first appear."""
+    out = {}
+    for m in lines:
+        for s in m.get("sites", []):
+            steps, alpha, inv_std = out.setdefault((s["layer"], s["site"]), ([], [], []))
+            steps.append(m["step"])
+            alpha.append(s["alpha"])
+            inv_std.append(s["inv_std"])
+    return out
+
+
+def pearson(x, y):
+    n = len(x)
+    if n < 3:
+        return float("nan")
+    mx, my = sum(x) / n, sum(y) / n
+    sxx = sum((a - mx) ** 2 for a in x)
+    syy = sum((b - my) ** 2 for b in y)
+    if sxx <= 0 or syy <= 0:
+        return float("nan")
+    return sum((a - mx) * (b - my) for a, b in zip(x, y)) / math.sqrt(sxx * syy)
+
+
+def site_label(layer, site):
+    return "final" if layer < 0 else f"layer {layer} {site}"
+
+
+def line_plot(path, title, ylabel, curves, log_y=False):
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for label, xs, ys in curves:
+        ax.plot(xs, ys, label=label, marker="o" if len(xs) < 3 else None)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if log_y:
+        ax.set_yscale("log")
+    if len(curves) > 1:
+        ax.legend(fontsize=7, ncol=2 if len(curves) > 6 else 1)
+    ax.grid(alpha=0.3)
+    save(fig, path)
+
+
+def alpha_vs_inv_std(path, title, series):
+    """alpha against 1/std of the DyT input: one panel per site kind (attn, ffn, final), one trajectory per layer
+    over training (a dot marks its start), with the mean Pearson r over the layers in the panel title.
+
+    A scatter of the pair shows directly whether alpha follows 1/std; three panels keep the figure cheap to draw
+    for every run of a sweep, whatever the depth."""
+    kinds = [k for k in ("attn", "ffn", "final") if any(site == k for _, site in series)]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(3.4 * len(kinds), 3.2), squeeze=False)
+    cmap = matplotlib.colormaps["viridis"]
+    n_layers = max(1, max(layer for layer, _ in series) + 1)
+    for ax, kind in zip(axes.flat, kinds):
+        rs = []
+        for (layer, site), (_, alpha, inv_std) in series.items():
+            if site != kind:
+                continue
+            color = cmap(max(layer, 0) / max(1, n_layers - 1))
+            ax.plot(inv_std, alpha, color=color, linewidth=1, label=site_label(layer, site) if layer >= 0 else None)
+            ax.plot(inv_std[:1], alpha[:1], "o", color=color, markersize=3)
+            r = pearson(alpha, inv_std)
+            if not math.isnan(r):
+                rs.append(r)
+        mean_r = f"mean r = {sum(rs) / len(rs):+.2f}" if rs else "r undefined"
+        ax.set_title(f"{kind} ({mean_r})", fontsize=9)
+        ax.set_xlabel("1 / std of the DyT input", fontsize=8)
+        ax.set_ylabel("alpha", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        if kind != "final" and n_layers <= 8:
+            ax.legend(fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    save(fig, path)
+
+
+def plot_run(run_dir):
+    lines = read_metrics(run_dir)
+    if not lines:
+        sys.exit(f"{run_dir}/metrics.jsonl holds no lines yet")
+    name = os.path.basename(os.path.normpath(run_dir))
+    out = os.path.join(run_dir, "plots")
+    steps = [m["step"] for m in lines]
+    val = [(m["step"], m["val_loss"]) for m in lines if "val_loss" in m]
+    curves = [("train", steps, [m["loss"] for m in lines])]
+    if val:
+        curves.append(("val", [s for s, _ in val], [v for _, v in val]))
+    line_plot(os.path.join(out, "loss.png"), f"{name}: loss", "loss (nats)", curves)
+    line_plot(os.path.join(out, "lr.png"), f"{name}: learning rate", "lr", [("lr", steps, [m["lr"] for m in lines])])
+    line_plot(os.path.join(out, "grad_norm.png"), f"{name}: gradient norm (before clipping)", "grad norm",
+              [("grad_norm", steps, [m["grad_norm"] for m in lines])], log_y=True)
+    series = site_series(lines)
+    if series:
+        line_plot(os.path.join(out, "alpha.png"), f"{name}: DyT alpha", "alpha",
+                  [(site_label(*k), s, a) for k, (s, a, _) in series.items()])
+        alpha_vs_inv_std(os.path.join(out, "alpha_vs_inv_std.png"), f"{name}: alpha and 1/std of the DyT input",
+                         series)
+    print(f"plots in {out}")
+
+
+def heatmap(path, panel, rows):
+    aa = sorted({float(r["alpha_attn"]) for r in rows})
+    af = sorted({float(r["alpha_ffn"]) for r in rows})
+    use_val = all(r["val_loss"] for r in rows if r["status"] == "done")
+    key = "val_loss" if use_val else "train_loss"
+    grid = [[float("nan")] * len(af) for _ in aa]
+    labels = [[""] * len(af) for _ in aa]
+    best = None
+    for r in rows:
+        i, j = aa.index(float(r["alpha_attn"])), af.index(float(r["alpha_ffn"]))
+        if r["status"] == "done" and r[key]:
+            grid[i][j] = float(r[key])
+            labels[i][j] = f"{grid[i][j]:.3f}"
+            if best is None or grid[i][j] < grid[best[0]][best[1]]:
+                best = (i, j)
+        else:
+            labels[i][j] = r["status"]
+    fig, ax = plt.subplots(figsize=(1.3 * len(af) + 2.2, 1.0 * len(aa) + 1.4))
+    cmap = matplotlib.colormaps["viridis_r"].copy()
+    cmap.set_bad("lightgray")
+    im = ax.imshow(grid, cmap=cmap, origin="lower", aspect="auto")
+    for i in range(len(aa)):
+        for j in range(len(af)):
+            ax.text(j, i, labels[i][j], ha="center", va="center", fontsize=8,
+                    fontweight="bold" if (i, j) == best else "normal",
+                    color="white" if not math.isnan(grid[i][j]) and im.norm(grid[i][j]) > 0.5 else "black")
+    if best:
+        ax.add_patch(plt.Rectangle((best[1] - 0.5, best[0] - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+    ax.set_xticks(range(len(af)), [f"{v:g}" for v in af])
+    ax.set_yticks(range(len(aa)), [f"{v:g}" for v in aa])
+    ax.set_xlabel("alpha_ffn (and alpha_final)")
+    ax.set_ylabel("alpha_attn")
+    ax.set_title(f"{panel}: {'val' if use_val else 'train'} loss", fontsize=10)
+    fig.colorbar(im, ax=ax, label="loss (nats)")
+    save(fig, path)
+
+
+def plot_sweep(sweep_dir):
+    report = os.path.join(sweep_dir, "report")
+    csv_path = os.path.join(report, "points.csv")
+    if not os.path.exists(csv_path):
+        sys.exit(f"{csv_path} not found: run `dytrain sweep report {sweep_dir}` first")
+    with open(csv_path) as f:
+        points = list(csv.DictReader(f))
+    panels = {}
+    for p in points:
+        if p["norm"] == "dyt":
+            panels.setdefault(p["panel"], []).append(p)
+    for panel, rows in panels.items():
+        heatmap(os.path.join(report, f"heatmap_{panel}.png"), panel, rows)
+    for p in points:
+        run_dir = os.path.join(sweep_dir, p["name"])
+        if p["norm"] != "dyt" or not os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
+            continue
+        series = site_series(read_metrics(run_dir))
+        if series:
+            alpha_vs_inv_std(os.path.join(report, "alpha_inv_std", p["name"] + ".png"),
+                             f"{p['name']} ({p['status']}): alpha and 1/std of the DyT input", series)
+    print(f"{len(panels)} heatmaps and per-run alpha plots in {report}")
+
+
+def main(argv):
+    if len(argv) != 3 or argv[1] not in ("run", "sweep"):
+        sys.exit(__doc__)
+    (plot_run if argv[1] == "run" else plot_sweep)(argv[2])
+
+
+if __name__ == "__main__":
+    main(sys.argv)

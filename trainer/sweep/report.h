@@ -1,0 +1,32 @@
+// `dytrain sweep report <sweep>`: writes <sweep>/report/ and prints report.md.
+//   report.md               per panel an alpha_attn x alpha_ffn table of train / val loss, the best alphas per width
+//                           and beta2, the power-law fit, and the alpha-inv_std correlation of every run
+//   points.csv              one row per point: axes, status, losses (full precision, for scripts and the plots)
+//   alpha_inv_std_corr.csv  Pearson r of alpha with inv_std per run, layer and site
+//   alpha_fit.yaml          the fit, read by `dytrain sweep recommend` (only with two or more widths)
+//   heatmap_<panel>.png, alpha_inv_std/<point>.png   when python3 with matplotlib is found (else a warning)
+// The fit uses, per width, the best point over every panel of that width.
+#pragma once
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "trainer/sweep/report_data.h"
+
+namespace dytrain {
+
+struct ReportOptions {
+  std::string sweep_dir;
+  int smooth_k = 5;                                                // final train loss = mean of the last k losses
+  std::vector<int> recommend_widths = {256, 512, 1024, 2048, 4096};  // swept ones are left out
+  bool plots = true;
+  std::FILE* out = stdout;                                         // report.md is printed here too
+};
+
+// Returns the exit code (0, or 2 when the directory holds no sweep; the message is printed).
+int sweep_report(const ReportOptions& opt);
+
+// The report.md text for `points` (tested on its own).
+std::string report_markdown(const std::vector<PointResult>& points, const ReportOptions& opt);
+
+}  // namespace dytrain

@@ -1,0 +1,128 @@
+#include "trainer/sweep/report_data.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <tuple>
+
+#include <fmt/format.h>
+
+#include "trainer/config/config.h"
+#include "trainer/sweep/fit.h"
+#include "trainer/sweep/spec.h"
+#include "trainer/sweep/status.h"
+
+namespace dytrain {
+namespace {
+
+namespace fs = std::filesystem;
+
+PointResult read_point(const fs::path& dir, int smooth_k) {
+  PointResult p;
+  p.name = dir.filename().string();
+  const Config c = load_config((dir / "config.yaml").string());
+  p.width = c.model.dim;
+  p.norm = to_string(c.model.norm);
+  p.alpha_attn = c.model.alpha_attn;
+  p.alpha_ffn = c.model.alpha_ffn;
+  p.alpha_final = c.model.alpha_final;
+  p.beta2 = c.optim.beta2;
+  p.lr = c.optim.lr;
+  p.seed = c.train.seed;
+  p.max_steps = c.train.max_steps;
+  const auto lines = read_metrics((dir / "metrics.jsonl").string());
+  if (!lines.empty()) p.steps = lines.back().step;
+  p.train_loss = smoothed_loss(lines, smooth_k);
+  for (auto it = lines.rbegin(); it != lines.rend() && !p.val_loss; ++it) p.val_loss = it->val_loss;
+  p.correlations = alpha_inv_std_correlations(lines);
+  const auto status = read_point_status(dir.string());
+  p.status = status ? status->status : "unknown";
+  return p;
+}
+
+// Panel keys: the axes that vary across the sweep, besides alpha_attn and alpha_ffn.
+void assign_panels(std::vector<PointResult>* points) {
+  std::set<double> lrs;
+  std::set<uint64_t> seeds;
+  bool untied_final = false;
+  for (const auto& p : *points) {
+    lrs.insert(p.lr);
+    seeds.insert(p.seed);
+    untied_final |= p.norm == "dyt" && p.alpha_final != p.alpha_ffn;
+  }
+  for (auto& p : *points) {
+    p.panel = fmt::format("w{}", p.width);
+    if (p.norm != "dyt") p.panel += "_" + p.norm;
+    p.panel += "_b2-" + format_number(p.beta2);
+    if (lrs.size() > 1) p.panel += "_lr" + format_number(p.lr);
+    if (seeds.size() > 1) p.panel += fmt::format("_s{}", p.seed);
+    if (untied_final && p.norm == "dyt") p.panel += "_afin" + format_number(p.alpha_final);
+  }
+}
+
+}  // namespace
+
+std::optional<double> smoothed_loss(const std::vector<MetricsLine>& lines, int k) {
+  if (lines.empty()) return std::nullopt;
+  const size_t n = std::min(lines.size(), size_t(std::max(k, 1)));
+  double sum = 0;
+  for (size_t i = lines.size() - n; i < lines.size(); ++i) sum += lines[i].loss;
+  return sum / double(n);
+}
+
+std::vector<SiteCorrelation> alpha_inv_std_correlations(const std::vector<MetricsLine>& lines) {
+  // (layer, site) -> the alpha and inv_std series, in site order of first appearance.
+  std::vector<std::pair<int, std::string>> order;
+  std::map<std::pair<int, std::string>, std::pair<std::vector<double>, std::vector<double>>> series;
+  for (const auto& m : lines)
+    for (const auto& s : m.sites) {
+      const auto key = std::make_pair(s.layer, s.site);
+      if (!series.count(key)) order.push_back(key);
+      series[key].first.push_back(s.alpha);
+      series[key].second.push_back(s.inv_std);
+    }
+  std::vector<SiteCorrelation> out;
+  for (const auto& key : order) {
+    const auto& [alpha, inv_std] = series[key];
+    out.push_back({key.first, key.second, pearson(alpha, inv_std), int(alpha.size())});
+  }
+  return out;
+}
+
+std::vector<PointResult> collect_results(const std::string& sweep_dir, int smooth_k) {
+  std::vector<PointResult> points;
+  if (fs::is_directory(sweep_dir))
+    for (const auto& e : fs::directory_iterator(sweep_dir))
+      if (e.is_directory() && fs::is_regular_file(e.path() / "config.yaml")) points.push_back(read_point(e.path(), smooth_k));
+  if (points.empty())
+    throw std::runtime_error(fmt::format("{}: no point directories (sub-directories with a config.yaml); is this the "
+                                         "directory `dytrain sweep run` wrote?",
+                                         sweep_dir));
+  assign_panels(&points);
+  std::sort(points.begin(), points.end(), [](const PointResult& a, const PointResult& b) {
+    return std::tie(a.width, a.norm, a.panel, a.alpha_attn, a.alpha_ffn, a.name) <
+           std::tie(b.width, b.norm, b.panel, b.alpha_attn, b.alpha_ffn, b.name);
+  });
+  return points;
+}
+
+bool rank_by_val(const std::vector<const PointResult*>& candidates) {
+  for (const PointResult* p : candidates)
+    if (p->status == "done" && !p->val_loss) return false;
+  return true;
+}
+
+const PointResult* best_point(const std::vector<const PointResult*>& candidates) {
+  const bool by_val = rank_by_val(candidates);
+  const PointResult* best = nullptr;
+  auto loss = [&](const PointResult* p) { return by_val ? *p->val_loss : *p->train_loss; };
+  for (const PointResult* p : candidates) {
+    if (p->status != "done" || !(by_val ? p->val_loss : p->train_loss)) continue;
+    if (!best || loss(p) < loss(best)) best = p;
+  }
+  return best;
+}
+
+}  // namespace dytrain

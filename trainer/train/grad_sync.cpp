@@ -1,0 +1,51 @@
+#include "trainer/train/grad_sync.h"
+
+#include <algorithm>
+
+#include "kernels/cpu/grad_norm.h"
+
+namespace dytrain {
+
+void average_gradients(Communicator& dp, float* grads, int64_t n, int64_t bucket_elems) {
+  if (dp.size() == 1) return;
+  for (int64_t begin = 0; begin < n; begin += bucket_elems)
+    dp.all_reduce(grads + begin, std::min(bucket_elems, n - begin), ReduceOp::avg);
+}
+
+ShardRange shard_range(int64_t n, int parts, int rank) {
+  ShardRange r;
+  r.block = (n + parts - 1) / parts;
+  r.begin = std::min(n, r.block * rank);
+  r.end = std::min(n, r.begin + r.block);
+  return r;
+}
+
+void reduce_scatter_gradients(Communicator& dp, float* shard, std::vector<float>& padded, const float* grads,
+                              int64_t n, const ShardRange& range) {
+  padded.assign(range.block * dp.size(), 0.0f);
+  std::copy_n(grads, n, padded.begin());
+  std::vector<float> block(range.block);
+  dp.reduce_scatter(block.data(), padded.data(), range.block, ReduceOp::avg);
+  std::copy_n(block.begin(), range.end - range.begin, shard);
+}
+
+void all_gather_parameters(Communicator& dp, float* params, std::vector<float>& padded, int64_t n,
+                           const ShardRange& range) {
+  std::vector<float> block(range.block, 0.0f);
+  std::copy(params + range.begin, params + range.end, block.begin());
+  padded.assign(range.block * dp.size(), 0.0f);
+  dp.all_gather(padded.data(), block.data(), range.block);
+  std::copy_n(padded.begin(), n, params);
+}
+
+double grad_square_sum(const ParamTable& table, const float* grads, int64_t begin, int64_t end, int tp_rank) {
+  double sum = 0.0;
+  for (const ParamSpec& s : table.specs()) {
+    if (s.split == TpSplit::replicated && tp_rank != 0) continue;
+    const int64_t lo = std::max(begin, s.offset), hi = std::min(end, s.offset + s.numel);
+    if (lo < hi) sum += cpu::sum_squares(grads + (lo - begin), hi - lo);
+  }
+  return sum;
+}
+
+}  // namespace dytrain

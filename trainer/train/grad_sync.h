@@ -1,0 +1,43 @@
+// The data-parallel half of a step and the global gradient norm, for any dp x tp layout.
+//
+// Plain data parallelism averages the whole gradient over the dp group with bucketed all-reduces. With ZeRO-1 each
+// dp rank owns a contiguous range of the flat parameter buffer (params.h): the gradient is reduce-scattered (each
+// rank receives the average of its range only), AdamW updates only that range from moments sized to it, and the
+// updated ranges are all-gathered back into every rank's parameters.
+//
+// The MPI backend is blocking, so on CPU the all-reduce does not overlap the backward pass; buckets bound the size
+// of a single collective.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "parallel/comm.h"
+#include "trainer/model/params.h"
+
+namespace dytrain {
+
+// grads (n) = their average over the dp group, in buckets of bucket_elems.
+void average_gradients(Communicator& dp, float* grads, int64_t n, int64_t bucket_elems);
+
+// This rank's range [begin, end) of a flat buffer of n elements split over `parts` ranks in equal, padded blocks.
+struct ShardRange {
+  int64_t begin = 0, end = 0;  // end is clamped to n: the last ranks' ranges may be short or empty
+  int64_t block = 0;           // padded block size, ceil(n / parts)
+};
+ShardRange shard_range(int64_t n, int parts, int rank);
+
+// ZeRO-1 gradient step: shard (range.end - range.begin) = this rank's range of the dp-averaged grads (n).
+// padded: scratch of parts * block floats.
+void reduce_scatter_gradients(Communicator& dp, float* shard, std::vector<float>& padded, const float* grads,
+                              int64_t n, const ShardRange& range);
+
+// ZeRO-1 parameter step: every rank's range of params (n) gathered into every rank's params. padded: scratch.
+void all_gather_parameters(Communicator& dp, float* params, std::vector<float>& padded, int64_t n,
+                           const ShardRange& range);
+
+// Sum of squares of grads over the flat range [begin, end) (grads holds that range, grads[0] is element begin),
+// counting replicated tensors only on tp rank 0 so that a sum over the tp group counts every element of the whole
+// model once. Deterministic: tensor by tensor in table order.
+double grad_square_sum(const ParamTable& table, const float* grads, int64_t begin, int64_t end, int tp_rank);
+
+}  // namespace dytrain
