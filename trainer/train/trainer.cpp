@@ -309,8 +309,9 @@ int Trainer::run() {
                   step);
       return kExitDiverged;
     }
-    if (log_now)  // the site inputs are replicated over tp; the global batch is spread over dp
-      mesh_.dp_group->all_reduce(&moments_[0].sum, 4 * int64_t(moments_.size()), ReduceOp::sum);
+    // The site inputs are replicated over tp; the global batch is spread over dp. SiteMoments is four doubles.
+    static_assert(sizeof(cpu::SiteMoments) == 4 * sizeof(double));
+    if (log_now) mesh_.dp_group->all_reduce(&moments_[0].sum, 4 * int64_t(moments_.size()), ReduceOp::sum);
 
     for (size_t s = 0; s < alphas.size(); ++s) alphas[s] = model_.site_alpha(int(s));
     const double factor = lr_factor(cfg_.optim, step - 1, tc.max_steps);
@@ -372,6 +373,7 @@ int train(const TrainOptions& opt) {
   TrainOptions o = opt;
   if (o.run_dir.empty()) o.run_dir = (fs::path("runs") / fs::path(opt.config_path).stem()).string();
 
+  g_stop_signal = 0;  // a signal that stopped an earlier run in this process does not stop this one
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGINT, on_stop_signal);
   try {

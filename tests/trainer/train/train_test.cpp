@@ -2,6 +2,11 @@
 // stopped and resumed continues bit for bit, and bad input fails with exit code 2 before anything is written.
 #include <unistd.h>
 
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <thread>
+
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -107,6 +112,27 @@ TEST_F(TrainTest, CalibratedInitSetsAlphaFromTheInputStd) {
   // Step 1 is logged with the alphas its forward pass used, i.e. the calibrated ones, on the same first batch.
   for (const auto& s : metrics("calib")[0]["sites"])
     EXPECT_NEAR(s["alpha"].as<double>() * s["act_std"].as<double>(), 0.5, 1e-4) << s["site"].as<std::string>();
+}
+
+TEST_F(TrainTest, SigtermWritesACheckpointAndStops) {
+  // A preemption: SIGTERM arrives mid-run (once the first metrics line shows the handler is installed); the run
+  // finishes its step, writes a checkpoint and exits with code 4, and --resume continues from there.
+  const fs::path metrics_path = dir_ / "term" / "metrics.jsonl";
+  std::thread preempt([&] {
+    while (!fs::exists(metrics_path)) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ::kill(::getpid(), SIGTERM);
+  });
+  const int code = run("term", {"train.max_steps=100000"});
+  preempt.join();
+  ASSERT_EQ(code, kExitInterrupted);
+  const auto m = metrics("term");
+  ASSERT_FALSE(m.empty());
+  const int last = m.back()["step"].as<int>();
+  char name[32];
+  std::snprintf(name, sizeof(name), "step_%08d", last);
+  EXPECT_TRUE(fs::exists(dir_ / "term" / "checkpoints" / name / "model.safetensors")) << name;
+  EXPECT_EQ(run("term", {"train.max_steps=" + std::to_string(last + 2)}, /*resume=*/true), kExitOk);
+  EXPECT_EQ(metrics("term").back()["step"].as<int>(), last + 2);
 }
 
 TEST_F(TrainTest, BadConfigFailsBeforeWritingAnything) {
