@@ -18,6 +18,8 @@
 # threads free (OpenMPI would otherwise bind a rank to one core when N <= 2). NCCL_*, CUDA_VISIBLE_DEVICES and
 # OMP_NUM_THREADS are exported to every rank; OMP_NUM_THREADS defaults to the cores of a node / its ranks.
 # DYTRAIN_BIN overrides the binary (default build/dytrain). --dry-run prints the command instead of running it.
+# To stop the job with a checkpoint (preemption), send SIGUSR1 to mpirun: it forwards it to every rank, which agree on
+# a step, checkpoint and exit with code 4. mpirun answers SIGTERM by killing the ranks, with no checkpoint.
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"

@@ -373,9 +373,12 @@ int train(const TrainOptions& opt) {
   TrainOptions o = opt;
   if (o.run_dir.empty()) o.run_dir = (fs::path("runs") / fs::path(opt.config_path).stem()).string();
 
+  // SIGTERM and SIGINT for a single process and srun (which passes them to every task); SIGUSR1 for mpirun, which
+  // forwards it to every rank (OpenMPI turns its own SIGTERM into killing the job).
   g_stop_signal = 0;  // a signal that stopped an earlier run in this process does not stop this one
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGUSR1, on_stop_signal);
   try {
     Mesh mesh;
     try {
