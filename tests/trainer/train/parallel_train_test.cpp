@@ -38,7 +38,13 @@ class ParallelTrainTest : public ::testing::Test {
                                       "train: {micro_batch: 4, seq_len: 32, max_steps: 8, log_every: 1, "
                                       "val_every: 4, val_batches: 2, device: cpu}\n";
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  void TearDown() override {
+    // A failed test may leave a background job behind: nothing of this test outlives it. ("[/]tmp..." matches the
+    // path in the jobs' command lines but not in the command line of the shell running pkill.)
+    const std::string path = dir_.string();
+    std::system(("pkill -9 -f '[" + path.substr(0, 1) + "]" + path.substr(1) + "' 2>/dev/null").c_str());
+    fs::remove_all(dir_);
+  }
 
   // Runs dytrain train on np ranks (np 0: a plain single process). Returns the exit code.
   int run(int np, const std::string& run_dir, const std::string& flags) {
