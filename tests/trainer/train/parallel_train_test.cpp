@@ -17,6 +17,8 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
+#include "tests/common/temp_dir.h"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -24,10 +26,6 @@ namespace fs = std::filesystem;
 class ParallelTrainTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("dytrain_parallel_train_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
     const std::string data = std::string(DYTRAIN_SOURCE_DIR) + "/data/tests/";
     // n_heads, n_kv_heads, the FFN size and the vocabulary all divide by tp = 2.
     std::ofstream(dir_ / "c.yaml") << "model: {vocab_size: 256, dim: 32, n_layers: 2, n_heads: 4, n_kv_heads: 2, "
@@ -43,7 +41,6 @@ class ParallelTrainTest : public ::testing::Test {
     // path in the jobs' command lines but not in the command line of the shell running pkill.)
     const std::string path = dir_.string();
     std::system(("pkill -9 -f '[" + path.substr(0, 1) + "]" + path.substr(1) + "' 2>/dev/null").c_str());
-    fs::remove_all(dir_);
   }
 
   // Runs dytrain train on np ranks (np 0: a plain single process). Returns the exit code.
@@ -87,7 +84,8 @@ class ParallelTrainTest : public ::testing::Test {
     }
   }
 
-  fs::path dir_;
+  dytrain::testing::TempDir tmp_;
+  const fs::path& dir_ = tmp_.path();
 };
 
 TEST_F(ParallelTrainTest, LayoutsFollowTheSingleProcessRun) {

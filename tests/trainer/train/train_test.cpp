@@ -15,6 +15,8 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
+#include "tests/common/temp_dir.h"
+
 #include "trainer/train/trainer.h"
 
 namespace dytrain {
@@ -25,10 +27,6 @@ namespace fs = std::filesystem;
 class TrainTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("dytrain_train_test_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
     const std::string data = std::string(DYTRAIN_SOURCE_DIR) + "/data/tests/";
     // Byte-level tokens (vocab 256) of real English text; a model small enough to train in seconds on 2 cores.
     std::ofstream(dir_ / "tiny.yaml") << "model:\n"
@@ -41,7 +39,6 @@ class TrainTest : public ::testing::Test {
                                         "  max_steps: 60\n  log_every: 1\n  val_every: 20\n  val_batches: 2\n"
                                         "  device: cpu\n";
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   int run(const std::string& run_dir, std::vector<std::string> overrides = {}, bool resume = false) {
     TrainOptions o;
@@ -59,7 +56,8 @@ class TrainTest : public ::testing::Test {
     return out;
   }
 
-  fs::path dir_;
+  testing::TempDir tmp_;
+  const fs::path& dir_ = tmp_.path();
 };
 
 TEST_F(TrainTest, LossFallsAndMetricsAreComplete) {
