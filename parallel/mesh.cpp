@@ -57,8 +57,10 @@ Mesh make_mpi_mesh(int tp) {
   MPI_Comm node = MPI_COMM_NULL;
   DYTRAIN_MPI_CHECK(MPI_Comm_split_type(world->comm(), MPI_COMM_TYPE_SHARED, mesh.world_rank, MPI_INFO_NULL, &node));
   const int local_rank_code = MPI_Comm_rank(node, &mesh.local_rank);
+  const int local_size_code = MPI_Comm_size(node, &mesh.local_size);
   MPI_Comm_free(&node);
   DYTRAIN_MPI_CHECK(local_rank_code);
+  DYTRAIN_MPI_CHECK(local_size_code);
 
   mesh.tp_group = world->split(/*color=*/mesh.dp_rank, /*key=*/mesh.world_rank);
   mesh.dp_group = world->split(/*color=*/mesh.tp_rank, /*key=*/mesh.world_rank);

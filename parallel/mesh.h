@@ -14,6 +14,7 @@ struct Mesh {
   int dp = 1, tp = 1;
   int dp_rank = 0, tp_rank = 0;
   int local_rank = 0;  // rank among the processes on this host
+  int local_size = 1;  // processes on this host
   std::string host;
   std::unique_ptr<Communicator> world;     // all ranks
   std::unique_ptr<Communicator> dp_group;  // the dp ranks with this tp_rank, ordered by dp_rank

@@ -18,12 +18,9 @@
 #include "kernels/cpu/dyt.h"
 #include "parallel/comm.h"
 #include "trainer/config/config.h"
-#include "trainer/model/params.h"
+#include "trainer/model/layout.h"
 
 namespace dytrain {
-
-// The norm sites in metrics order: layer 0 attn, layer 0 ffn, layer 1 attn, ..., final.
-inline int n_norm_sites(const ModelConfig& cfg) { return 2 * cfg.n_layers + 1; }
 
 class LlamaModel {
  public:
@@ -51,7 +48,7 @@ class LlamaModel {
   const std::vector<float>& token_losses() const { return losses_; }
 
   const ModelConfig& config() const { return cfg_; }
-  const ParamTable& table() const { return table_; }
+  const ParamTable& table() const { return layout_.table; }
   std::vector<float>& params() { return params_; }
   const std::vector<float>& params() const { return params_; }
   std::vector<float>& grads() { return grads_; }
@@ -61,14 +58,6 @@ class LlamaModel {
   float site_alpha(int site) const;
 
  private:
-  // Offsets of one norm site's tensors in the flat buffers; -1 when absent.
-  struct NormSite {
-    int64_t alpha = -1, weight = -1, bias = -1;
-  };
-  struct Layer {
-    NormSite attn_norm, ffn_norm;
-    int64_t wq, wk, wv, wo, w_gate, w_up, w_down;
-  };
   // Activations of one layer kept for backward.
   struct LayerActs {
     std::vector<float> x_in;    // (BT, C) residual entering the layer
@@ -82,23 +71,17 @@ class LlamaModel {
     std::vector<float> gate, up, h;  // (BT, F)
   };
 
-  void add_norm_site(NormSite* site, const std::string& prefix);
-  void norm_forward(float* y, float* rstd, const float* x, const NormSite& s, int64_t N, cpu::SiteMoments* m);
-  void norm_backward(float* dx, const float* dy, const float* x, const float* rstd, const NormSite& s, int64_t N);
+  void norm_forward(float* y, float* rstd, const float* x, const NormSiteOffsets& s, int64_t N, cpu::SiteMoments* m);
+  void norm_backward(float* dx, const float* dy, const float* x, const float* rstd, const NormSiteOffsets& s,
+                     int64_t N);
   void ensure_activations(int B, int T);
 
   ModelConfig cfg_;
   std::unique_ptr<Communicator> own_tp_;  // the self communicator when none was given
   Communicator* tp_;
   int tp_rank_ = 0, tp_size_ = 1;
-  // This rank's share of the split dimensions: query and kv heads, SwiGLU hidden size, vocabulary rows.
-  int heads_ = 0, kv_heads_ = 0, hidden_ = 0;
-  int64_t vocab_rows_ = 0, vocab_begin_ = 0;
-  ParamTable table_;
+  LlamaLayout layout_;
   std::vector<float> params_, grads_;
-  int64_t embed_ = -1, embed_scale_ = -1, lm_head_ = -1;
-  NormSite final_norm_;
-  std::vector<Layer> layers_;
   double calibrate_c_ = 0.0;  // > 0 only inside calibrate_alphas()
 
   // Activations of the last forward pass, sized for (B_, T_).

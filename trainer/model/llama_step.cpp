@@ -1,6 +1,6 @@
 // Forward and backward of one micro-batch. Backward walks the forward in reverse; activation gradients flow
 // through one residual-gradient buffer (d_res_) that every branch adds into, matching the += convention of the ops.
-// Sizes below are this rank's: heads_, kv_heads_, hidden_ and vocab_rows_ are the full sizes divided by tp.
+// Sizes below are this rank's: layout_.heads, layout_.kv_heads, layout_.hidden and layout_.vocab_rows are the full sizes divided by tp.
 #include <algorithm>
 #include <stdexcept>
 
@@ -27,8 +27,8 @@ void LlamaModel::ensure_activations(int B, int T) {
                                 std::to_string(cfg_.max_seq_len));
   B_ = B;
   T_ = T;
-  const int64_t BT = int64_t(B) * T, C = cfg_.dim, F = hidden_, D = cfg_.head_dim();
-  const int64_t HQ = int64_t(heads_) * D, HKV = int64_t(kv_heads_) * D;
+  const int64_t BT = int64_t(B) * T, C = cfg_.dim, F = layout_.hidden, D = cfg_.head_dim();
+  const int64_t HQ = int64_t(layout_.heads) * D, HKV = int64_t(layout_.kv_heads) * D;
   const bool rms = cfg_.norm == NormKind::rmsnorm;
   inputs_.assign(BT, 0);
   targets_.assign(BT, 0);
@@ -44,7 +44,7 @@ void LlamaModel::ensure_activations(int B, int T) {
     a.q.assign(BT * HQ, 0.0f);
     a.k.assign(BT * HKV, 0.0f);
     a.v.assign(BT * HKV, 0.0f);
-    a.probs.assign(int64_t(B) * heads_ * T * T, 0.0f);
+    a.probs.assign(int64_t(B) * layout_.heads * T * T, 0.0f);
     a.att.assign(BT * HQ, 0.0f);
     a.x_mid.assign(BT * C, 0.0f);
     a.n_ffn.assign(BT * C, 0.0f);
@@ -55,7 +55,7 @@ void LlamaModel::ensure_activations(int B, int T) {
   x_final_.assign(BT * C, 0.0f);
   n_final_.assign(BT * C, 0.0f);
   rstd_final_.assign(rms ? BT : 0, 0.0f);
-  logits_.assign(BT * vocab_rows_, 0.0f);
+  logits_.assign(BT * layout_.vocab_rows, 0.0f);
   losses_.assign(BT, 0.0f);
   row_max_.assign(tp_size_ > 1 ? BT : 0, 0.0f);
   row_sum_.assign(tp_size_ > 1 ? BT : 0, 0.0f);
@@ -67,8 +67,8 @@ void LlamaModel::ensure_activations(int B, int T) {
 
 float LlamaModel::forward(const int32_t* tokens, int B, int T, cpu::SiteMoments* moments) {
   ensure_activations(B, T);
-  const int64_t BT = int64_t(B) * T, C = cfg_.dim, F = hidden_, D = cfg_.head_dim(), V = vocab_rows_;
-  const int HQ = heads_, HKV = kv_heads_;
+  const int64_t BT = int64_t(B) * T, C = cfg_.dim, F = layout_.hidden, D = cfg_.head_dim(), V = layout_.vocab_rows;
+  const int HQ = layout_.heads, HKV = layout_.kv_heads;
   const float* P = params_.data();
 
   for (int b = 0; b < B; ++b)
@@ -77,15 +77,15 @@ float LlamaModel::forward(const int32_t* tokens, int B, int T, cpu::SiteMoments*
       targets_[int64_t(b) * T + t] = tokens[int64_t(b) * (T + 1) + t + 1];
     }
 
-  const float scale = embed_scale_ >= 0 ? P[embed_scale_] : 1.0f;
+  const float scale = layout_.embed_scale >= 0 ? P[layout_.embed_scale] : 1.0f;
   float* x = cfg_.n_layers > 0 ? acts_[0].x_in.data() : x_final_.data();
   if (tp_size_ == 1)
-    cpu::embedding_forward(x, inputs_.data(), P + embed_, scale, BT, int(C));
+    cpu::embedding_forward(x, inputs_.data(), P + layout_.embed, scale, BT, int(C));
   else
-    vocab_parallel_embedding_forward(*tp_, x, inputs_.data(), P + embed_, scale, vocab_begin_, V, BT, int(C));
+    vocab_parallel_embedding_forward(*tp_, x, inputs_.data(), P + layout_.embed, scale, layout_.vocab_begin, V, BT, int(C));
 
   for (int i = 0; i < cfg_.n_layers; ++i) {
-    const Layer& l = layers_[i];
+    const LayerOffsets& l = layout_.layers[i];
     LayerActs& a = acts_[i];
     cpu::SiteMoments* m_attn = moments ? moments + 2 * i : nullptr;
     cpu::SiteMoments* m_ffn = moments ? moments + 2 * i + 1 : nullptr;
@@ -115,15 +115,15 @@ float LlamaModel::forward(const int32_t* tokens, int B, int T, cpu::SiteMoments*
     for (int64_t j = 0; j < BT * C; ++j) x_out[j] += a.x_mid[j];
   }
 
-  norm_forward(n_final_.data(), rstd_final_.data(), x_final_.data(), final_norm_, BT,
+  norm_forward(n_final_.data(), rstd_final_.data(), x_final_.data(), layout_.final_norm, BT,
                moments ? moments + 2 * cfg_.n_layers : nullptr);
   copy_to_tp_region_forward(*tp_, n_final_.data(), BT * C);
-  cpu::matmul_forward(logits_.data(), n_final_.data(), P + lm_head_, BT, C, V);
+  cpu::matmul_forward(logits_.data(), n_final_.data(), P + layout_.lm_head, BT, C, V);
   if (tp_size_ == 1)
     cpu::cross_entropy_forward(losses_.data(), logits_.data(), targets_.data(), BT, int(V));
   else
     vocab_parallel_cross_entropy_forward(*tp_, losses_.data(), row_max_.data(), row_sum_.data(), logits_.data(),
-                                         targets_.data(), vocab_begin_, V, BT);
+                                         targets_.data(), layout_.vocab_begin, V, BT);
   double sum = 0.0;
   for (float v : losses_) sum += v;
   return float(sum / double(BT));
@@ -132,8 +132,8 @@ float LlamaModel::forward(const int32_t* tokens, int B, int T, cpu::SiteMoments*
 void LlamaModel::backward(float loss_weight) {
   if (B_ == 0) throw std::logic_error("LlamaModel::backward called before forward");
   const int B = B_, T = T_;
-  const int64_t BT = int64_t(B) * T, C = cfg_.dim, F = hidden_, D = cfg_.head_dim(), V = vocab_rows_;
-  const int HQ = heads_, HKV = kv_heads_;
+  const int64_t BT = int64_t(B) * T, C = cfg_.dim, F = layout_.hidden, D = cfg_.head_dim(), V = layout_.vocab_rows;
+  const int HQ = layout_.heads, HKV = layout_.kv_heads;
   const float* P = params_.data();
   float* G = grads_.data();
 
@@ -143,15 +143,15 @@ void LlamaModel::backward(float loss_weight) {
     cpu::cross_entropy_backward(logits_.data(), logits_.data(), targets_.data(), dloss, BT, int(V));
   else
     vocab_parallel_cross_entropy_backward(logits_.data(), logits_.data(), row_max_.data(), row_sum_.data(),
-                                          targets_.data(), dloss, vocab_begin_, V, BT);
+                                          targets_.data(), dloss, layout_.vocab_begin, V, BT);
   zero(d_n_);
-  cpu::matmul_backward(d_n_.data(), G + lm_head_, logits_.data(), n_final_.data(), P + lm_head_, BT, C, V);
+  cpu::matmul_backward(d_n_.data(), G + layout_.lm_head, logits_.data(), n_final_.data(), P + layout_.lm_head, BT, C, V);
   copy_to_tp_region_backward(*tp_, d_n_.data(), BT * C);
   zero(d_res_);
-  norm_backward(d_res_.data(), d_n_.data(), x_final_.data(), rstd_final_.data(), final_norm_, BT);
+  norm_backward(d_res_.data(), d_n_.data(), x_final_.data(), rstd_final_.data(), layout_.final_norm, BT);
 
   for (int i = cfg_.n_layers - 1; i >= 0; --i) {
-    const Layer& l = layers_[i];
+    const LayerOffsets& l = layout_.layers[i];
     const LayerActs& a = acts_[i];
 
     // FFN branch: d_res_ is dL/dx_out; the residual passes it to x_mid unchanged, the branch adds its share.
@@ -188,13 +188,13 @@ void LlamaModel::backward(float loss_weight) {
     norm_backward(d_res_.data(), d_n_.data(), a.x_in.data(), a.rstd_attn.data(), l.attn_norm, BT);
   }
 
-  float* d_scale = embed_scale_ >= 0 ? G + embed_scale_ : nullptr;
-  const float scale = embed_scale_ >= 0 ? P[embed_scale_] : 1.0f;
+  float* d_scale = layout_.embed_scale >= 0 ? G + layout_.embed_scale : nullptr;
+  const float scale = layout_.embed_scale >= 0 ? P[layout_.embed_scale] : 1.0f;
   if (tp_size_ == 1)
-    cpu::embedding_backward(G + embed_, d_scale, d_res_.data(), inputs_.data(), P + embed_, scale, BT, int(C));
+    cpu::embedding_backward(G + layout_.embed, d_scale, d_res_.data(), inputs_.data(), P + layout_.embed, scale, BT, int(C));
   else
-    vocab_parallel_embedding_backward(*tp_, G + embed_, d_scale, d_res_.data(), inputs_.data(), P + embed_, scale,
-                                      vocab_begin_, V, BT, int(C));
+    vocab_parallel_embedding_backward(*tp_, G + layout_.embed, d_scale, d_res_.data(), inputs_.data(), P + layout_.embed, scale,
+                                      layout_.vocab_begin, V, BT, int(C));
 }
 
 }  // namespace dytrain

@@ -28,8 +28,9 @@ int64_t ParamTable::add(const std::string& name, std::vector<int64_t> full_shape
   }
   int64_t numel = 1;
   for (int64_t d : shape) numel *= d;
-  specs_.push_back(ParamSpec{name, std::move(shape), std::move(full_shape), group, split, total_, numel});
-  total_ += numel;
+  const int64_t offset = (total_ + kParamAlignElems - 1) / kParamAlignElems * kParamAlignElems;
+  specs_.push_back(ParamSpec{name, std::move(shape), std::move(full_shape), group, split, offset, numel});
+  total_ = offset + numel;
   return specs_.back().offset;
 }
 
@@ -53,6 +54,12 @@ void put_tp_block(float* full, const float* local, const ParamSpec& s, int rank)
     const int64_t begin = s.shape == s.full_shape ? 0 : rank * s.numel;
     std::copy_n(local, s.numel, full + begin);
   }
+}
+
+int64_t ParamTable::parameters() const {
+  int64_t n = 0;
+  for (const ParamSpec& s : specs_) n += s.numel;
+  return n;
 }
 
 const ParamSpec* ParamTable::find(const std::string& name) const {

@@ -1,6 +1,11 @@
 // The parameter table: every trainable tensor of the model, by its Hugging Face LLaMA name, laid out in one
 // contiguous fp32 buffer. One buffer makes AdamW one loop, the grad norm one reduction, a data-parallel
 // all-reduce one call, and a checkpoint a walk over the table.
+//
+// Each tensor starts at a multiple of kParamAlignElems elements (256 bytes of fp32, 128 of the bf16 copy the GPU keeps),
+// so the GPU's 16-byte vector loads and cuBLASLt's fastest kernels, which want aligned operands, read any tensor of the
+// flat buffers in place. The gaps hold zeros with zero gradients, which AdamW keeps at zero; total() counts them,
+// parameters() does not.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -27,6 +32,8 @@ struct ParamSpec {
   int64_t numel = 0;                // elements of this rank's block
 };
 
+constexpr int64_t kParamAlignElems = 64;
+
 class ParamTable {
  public:
   // Appends a tensor given its full shape; with tp > 1 and a split, this rank holds 1/tp of it. Returns its offset.
@@ -37,7 +44,8 @@ class ParamTable {
   const std::vector<ParamSpec>& specs() const { return specs_; }
   const ParamSpec& at(const std::string& name) const;  // throws std::out_of_range naming the tensor
   const ParamSpec* find(const std::string& name) const;  // nullptr when absent
-  int64_t total() const { return total_; }
+  int64_t total() const { return total_; }  // elements of the flat buffer, alignment gaps included
+  int64_t parameters() const;               // elements of the tensors
 
  private:
   std::vector<ParamSpec> specs_;

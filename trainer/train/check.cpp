@@ -50,7 +50,7 @@ std::string check_checkpoint(const CheckOptions& opt) {
   return fmt::format(
       "{{\"loss\":{:.9g},\"grad_norm\":{:.9g},\"batch\":{},\"seq\":{},\"dtype\":\"float32\",\"norm\":\"{}\","
       "\"params\":{},\"alpha_and_grad\":{{{}}}}}",
-      loss, grad_norm, opt.batch, opt.seq, to_string(cfg.model.norm), model.table().total(), alphas);
+      loss, grad_norm, opt.batch, opt.seq, to_string(cfg.model.norm), model.table().parameters(), alphas);
 }
 
 }  // namespace dytrain

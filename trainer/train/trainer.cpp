@@ -282,7 +282,7 @@ int Trainer::run() {
   const TrainConfig& tc = cfg_.train;
   const int64_t tokens_per_step = int64_t(tc.micro_batch) * tc.seq_len * tc.grad_accum * mesh_.dp;
   log_->info("model: {} parameters, {} layers, dim {}, norm {}; layout dp {} x tp {}{}; {} tokens per step, {} steps",
-             whole_table(model_.table()).total(), cfg_.model.n_layers, cfg_.model.dim, to_string(cfg_.model.norm),
+             whole_table(model_.table()).parameters(), cfg_.model.n_layers, cfg_.model.dim, to_string(cfg_.model.norm),
              mesh_.dp, mesh_.tp, cfg_.parallel.zero1 ? " (ZeRO-1)" : "", tokens_per_step, tc.max_steps);
   const auto run_start = Clock::now();
   const int64_t first_step = step_;
