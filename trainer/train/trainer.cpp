@@ -7,6 +7,7 @@
 #include <cmath>
 #include <csignal>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 
@@ -21,11 +22,10 @@
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/config/config.h"
 #include "trainer/data/loader.h"
-#include "trainer/model/llama.h"
-#include "trainer/optim/adamw.h"
 #include "trainer/optim/schedule.h"
 #include "trainer/train/distributed_checkpoint.h"
-#include "trainer/train/grad_sync.h"
+#include "trainer/model/layout.h"
+#include "trainer/train/engine.h"
 #include "trainer/train/metrics.h"
 
 namespace dytrain {
@@ -104,14 +104,10 @@ void on_all_ranks(Communicator& world, Fn&& fn) {
 
 class Trainer {
  public:
-  Trainer(const Config& cfg, const TrainOptions& opt, Mesh& mesh)
+  Trainer(const Config& cfg, const TrainOptions& opt, Mesh& mesh, const std::string& device)
       : cfg_(cfg),
         run_dir_(opt.run_dir),
         mesh_(mesh),
-        model_(cfg.model, mesh.tp_group.get()),
-        zero_range_(shard_range(model_.table().total(), cfg.parallel.zero1 ? mesh.dp : 1,
-                                cfg.parallel.zero1 ? mesh.dp_rank : 0)),
-        optim_(cfg.optim, model_.table(), zero_range_.begin, zero_range_.end),
         tokens_(int64_t(cfg.train.micro_batch) * (cfg.train.seq_len + 1)),
         moments_(n_norm_sites(cfg.model)) {
     // Data first: a bad shard must fail before the run directory is touched.
@@ -124,7 +120,8 @@ class Trainer {
       if (mesh.world_rank == 0) prepare_run_dir(opt.resume);
     });
     log_ = make_logger(mesh.world_rank == 0 ? (fs::path(run_dir_) / "train.log").string() : "", mesh.world_rank);
-    model_.init(cfg.train.seed);
+    on_all_ranks(*mesh.world, [&] { engine_ = make_engine(device, cfg, mesh); });
+    engine_->init(cfg.train.seed);
     std::optional<int64_t> resumed_at;
     if (opt.resume)
       resumed_at = restore();
@@ -141,22 +138,19 @@ class Trainer {
   int64_t restore();
   void calibrate_alphas();
   double validate();
-  double update(double* grad_norm_out, double lr_factor);
   void save_checkpoint_now();
+  void log_memory();
   void log_step(const StepMetrics& m);
 
   Config cfg_;
   std::string run_dir_;
   Mesh& mesh_;
-  LlamaModel model_;
-  ShardRange zero_range_;                       // this rank's optimizer range (the whole buffer without ZeRO-1)
-  AdamW optim_;
+  std::unique_ptr<Engine> engine_;
   std::unique_ptr<TokenLoader> train_loader_, val_loader_;
   std::unique_ptr<MetricsWriter> metrics_;      // world rank 0 only
   std::shared_ptr<spdlog::logger> log_;
   std::vector<int32_t> tokens_;                 // (B, T+1)
   std::vector<cpu::SiteMoments> moments_;       // per norm site, at log steps
-  std::vector<float> grad_shard_, padded_;      // ZeRO-1 scratch
   int64_t step_ = 0;                            // optimizer steps done
   int64_t tokens_seen_ = 0;
 };
@@ -177,10 +171,9 @@ void Trainer::prepare_run_dir(bool resume) {
 
 int64_t Trainer::restore() {
   const std::string dir = *latest_checkpoint(run_dir_);
-  YAML::Node state = load_checkpoint_distributed(model_.params().data(), optim_, mesh_, dir, model_.table());
+  YAML::Node state = engine_->load_checkpoint(dir);
   step_ = state["step"].as<int64_t>();
   tokens_seen_ = state["tokens"].as<int64_t>();
-  optim_.set_t(state["adam_t"].as<int64_t>());
   // The loader position counts the windows each dp rank has used; rank r's k-th window is window k * dp + r of the
   // epoch, so the same global position under another dp is cursor * dp_saved / dp.
   YAML::Node loader = state["train_loader"];
@@ -205,12 +198,9 @@ int64_t Trainer::restore() {
 void Trainer::calibrate_alphas() {
   TokenLoader probe(loader_options(cfg_, cfg_.data.train, true, mesh_));
   probe.next(tokens_.data());
-  model_.calibrate_alphas(tokens_.data(), cfg_.train.micro_batch, cfg_.train.seq_len, cfg_.model.alpha_calib_c);
-  // Each dp rank measured its own batch; rank 0's alphas become everyone's so the replicas stay identical.
-  for (const ParamSpec& s : model_.table().specs())
-    if (s.group == ParamGroup::dyt_alpha) mesh_.world->broadcast(model_.params().data() + s.offset, sizeof(float), 0);
+  engine_->calibrate_alphas(tokens_.data(), cfg_.train.micro_batch, cfg_.train.seq_len, cfg_.model.alpha_calib_c);
   std::string alphas;
-  for (int s = 0; s < n_norm_sites(cfg_.model); ++s) alphas += fmt::format(" {:.4g}", model_.site_alpha(s));
+  for (float a : engine_->site_alphas()) alphas += fmt::format(" {:.4g}", a);
   log_->info("calibrated alpha0 = {} / act_std per site (layer 0 attn, ffn, ..., final):{}", cfg_.model.alpha_calib_c,
              alphas);
 }
@@ -219,12 +209,10 @@ void Trainer::save_checkpoint_now() {
   YAML::Node state;
   state["step"] = step_;
   state["tokens"] = tokens_seen_;
-  state["adam_t"] = optim_.t();
   state["config_hash"] = config_hash(cfg_);
   state["dp"] = mesh_.dp;
   state["train_loader"] = train_loader_->state();
-  const std::string path = save_checkpoint_distributed(mesh_, run_dir_, step_, cfg_, model_.table(),
-                                                       model_.params().data(), optim_, state);
+  const std::string path = engine_->save_checkpoint(run_dir_, step_, state);
   log_->info("checkpoint {}", path);
 }
 
@@ -236,37 +224,24 @@ double Trainer::validate() {
   double sum = 0.0;
   for (int i = 0; i < batches; ++i) {
     val_loader_->next(tokens_.data());
-    sum += model_.forward(tokens_.data(), cfg_.train.micro_batch, cfg_.train.seq_len, nullptr);
+    sum += engine_->forward(tokens_.data(), cfg_.train.micro_batch, cfg_.train.seq_len, nullptr);
   }
   double mean = sum / batches;
   mesh_.dp_group->all_reduce(&mean, 1, ReduceOp::avg);
   return mean;
 }
 
-// Gradients -> dp average (or ZeRO-1 reduce-scatter) -> global norm -> clip -> AdamW. Returns the clip factor.
-double Trainer::update(double* grad_norm_out, double lr_factor) {
-  const ParamTable& table = model_.table();
-  const int64_t n = table.total();
-  std::vector<float>& grads = model_.grads();
-  const float* range_grads = grads.data();
-  if (cfg_.parallel.zero1 && mesh_.dp > 1) {
-    grad_shard_.resize(zero_range_.end - zero_range_.begin);
-    reduce_scatter_gradients(*mesh_.dp_group, grad_shard_.data(), padded_, grads.data(), n, zero_range_);
-    range_grads = grad_shard_.data();
-  } else {
-    average_gradients(*mesh_.dp_group, grads.data(), n, int64_t(cfg_.parallel.bucket_mb) << 18);
+void Trainer::log_memory() {
+  const std::map<std::string, size_t> bytes = engine_->memory();
+  if (bytes.empty()) return;
+  size_t total = 0;
+  std::string parts;
+  for (const auto& [category, b] : bytes) {
+    total += b;
+    parts += fmt::format("{}{} {:.2f}", parts.empty() ? "" : ", ", category, double(b) / (1 << 30));
   }
-  // Squares of this rank's range, each element of the whole model counted once over the tp group (and, with
-  // ZeRO-1, over the dp group whose ranges partition the buffer).
-  double sq = grad_square_sum(table, range_grads, optim_.begin(), optim_.end(), mesh_.tp_rank);
-  mesh_.tp_group->all_reduce(&sq, 1, ReduceOp::sum);
-  if (cfg_.parallel.zero1) mesh_.dp_group->all_reduce(&sq, 1, ReduceOp::sum);
-  *grad_norm_out = std::sqrt(sq);
-  const float scale = clip_scale(*grad_norm_out, cfg_.optim.grad_clip);
-  optim_.step(model_.params().data(), range_grads, lr_factor, scale);
-  if (cfg_.parallel.zero1 && mesh_.dp > 1)
-    all_gather_parameters(*mesh_.dp_group, model_.params().data(), padded_, n, zero_range_);
-  return scale;
+  log_->info("{} memory, planned up front: {:.2f} GiB ({} GiB)", engine_->device_name(), double(total) / (1 << 30),
+             parts);
 }
 
 void Trainer::log_step(const StepMetrics& m) {
@@ -281,12 +256,14 @@ void Trainer::log_step(const StepMetrics& m) {
 int Trainer::run() {
   const TrainConfig& tc = cfg_.train;
   const int64_t tokens_per_step = int64_t(tc.micro_batch) * tc.seq_len * tc.grad_accum * mesh_.dp;
-  log_->info("model: {} parameters, {} layers, dim {}, norm {}; layout dp {} x tp {}{}; {} tokens per step, {} steps",
-             whole_table(model_.table()).parameters(), cfg_.model.n_layers, cfg_.model.dim, to_string(cfg_.model.norm),
-             mesh_.dp, mesh_.tp, cfg_.parallel.zero1 ? " (ZeRO-1)" : "", tokens_per_step, tc.max_steps);
+  log_->info("model: {} parameters, {} layers, dim {}, norm {}; {}, layout dp {} x tp {}{}; {} tokens per step, {} steps",
+             whole_table(engine_->table()).parameters(), cfg_.model.n_layers, cfg_.model.dim,
+             to_string(cfg_.model.norm), engine_->device_name(), mesh_.dp, mesh_.tp,
+             cfg_.parallel.zero1 ? " (ZeRO-1)" : "", tokens_per_step, tc.max_steps);
+  log_memory();
   const auto run_start = Clock::now();
   const int64_t first_step = step_;
-  std::vector<float> alphas(moments_.size());
+  std::vector<float> alphas;  // at log steps, the alphas the step's forward used
 
   while (step_ < tc.max_steps) {
     const auto t0 = Clock::now();
@@ -295,12 +272,12 @@ int Trainer::run() {
     const bool val_now = val_loader_ && tc.val_every > 0 && (step % tc.val_every == 0 || step == tc.max_steps);
 
     if (log_now) std::fill(moments_.begin(), moments_.end(), cpu::SiteMoments{});
-    model_.zero_grad();
+    engine_->zero_grad();
     double loss = 0.0;
     for (int micro = 0; micro < tc.grad_accum; ++micro) {
       train_loader_->next(tokens_.data());
-      loss += model_.forward(tokens_.data(), tc.micro_batch, tc.seq_len, log_now ? moments_.data() : nullptr);
-      model_.backward(1.0f / float(tc.grad_accum));
+      loss += engine_->forward(tokens_.data(), tc.micro_batch, tc.seq_len, log_now ? moments_.data() : nullptr);
+      engine_->backward(1.0f / float(tc.grad_accum));
     }
     loss /= tc.grad_accum;
     mesh_.dp_group->all_reduce(&loss, 1, ReduceOp::avg);
@@ -313,10 +290,9 @@ int Trainer::run() {
     static_assert(sizeof(cpu::SiteMoments) == 4 * sizeof(double));
     if (log_now) mesh_.dp_group->all_reduce(&moments_[0].sum, 4 * int64_t(moments_.size()), ReduceOp::sum);
 
-    for (size_t s = 0; s < alphas.size(); ++s) alphas[s] = model_.site_alpha(int(s));
+    if (log_now) alphas = engine_->site_alphas();
     const double factor = lr_factor(cfg_.optim, step - 1, tc.max_steps);
-    double grad_norm = 0.0;
-    update(&grad_norm, factor);
+    const double grad_norm = engine_->update(factor);
     step_ = step;
     tokens_seen_ += tokens_per_step;
 
@@ -334,7 +310,7 @@ int Trainer::run() {
       m.tok_s = tokens_per_step / step_s;
       m.elapsed_s = elapsed_s;
       m.eta_s = elapsed_s / double(step - first_step) * double(tc.max_steps - step);
-      m.embed_scale = cfg_.model.embed_scale ? model_.params()[model_.table().at("model.embed_scale").offset] : 0.0;
+      m.embed_scale = engine_->embed_scale();
       if (log_now) m.sites = site_metrics(moments_, alphas);
       log_step(m);
     }
@@ -364,12 +340,6 @@ int train(const TrainOptions& opt) {
     if (is_root()) spdlog::error("{}", e.what());  // every rank read the same files: one report is enough
     return kExitBadInput;
   }
-  if (cfg.train.device == "cuda") {
-    if (is_root())
-      spdlog::error("{}: train.device is cuda, but this build of dytrain has no CUDA backend; use cpu or auto",
-                    opt.config_path);
-    return kExitBadInput;
-  }
   TrainOptions o = opt;
   if (o.run_dir.empty()) o.run_dir = (fs::path("runs") / fs::path(opt.config_path).stem()).string();
 
@@ -381,13 +351,21 @@ int train(const TrainOptions& opt) {
   std::signal(SIGUSR1, on_stop_signal);
   try {
     Mesh mesh;
+    std::string device;
     try {
       mesh = make_mesh(cfg.parallel.tp);
       check_same_on_all_ranks(*mesh.world, config_hash(cfg), "the resolved config (config file and --set flags)");
     } catch (const std::exception& e) {
       throw InputError(e.what());
     }
-    Trainer trainer(cfg, o, mesh);
+    on_all_ranks(*mesh.world, [&] { device = resolve_device(cfg, mesh); });
+    try {
+      check_same_on_all_ranks(*mesh.world, device == "cuda",
+                              "the device train.device resolves to (set train.device explicitly on mixed hosts)");
+    } catch (const std::exception& e) {
+      throw InputError(e.what());
+    }
+    Trainer trainer(cfg, o, mesh, device);
     return trainer.run();
   } catch (const InputError& e) {
     if (*e.what()) spdlog::error("{}: {}", process_label(), e.what());

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include <filesystem>
@@ -140,6 +141,15 @@ TEST_F(TrainTest, BadConfigFailsBeforeWritingAnything) {
   EXPECT_FALSE(fs::exists(dir_ / "bad_heads"));
   EXPECT_EQ(run("no_data", {"data.train=" + (dir_ / "missing.bin").string()}), kExitBadInput);
   EXPECT_FALSE(fs::exists(dir_ / "no_data"));
+}
+
+TEST_F(TrainTest, CudaWithoutAGpuFailsAsBadInput) {
+  // Hide any GPU (each test runs in its own process, so CUDA has not read the variable yet): the same outcome on a
+  // CPU host and a GPU host, in builds with and without CUDA.
+  setenv("CUDA_VISIBLE_DEVICES", "", 1);
+  EXPECT_EQ(run("cuda", {"train.device=cuda"}), kExitBadInput);
+  EXPECT_FALSE(fs::exists(dir_ / "cuda"));
+  EXPECT_EQ(run("auto", {"train.device=auto", "train.max_steps=2"}), kExitOk);  // auto falls back to the CPU
 }
 
 TEST_F(TrainTest, RefusesToOverwriteARunAndToResumeNothing) {

@@ -1,0 +1,218 @@
+// Cross-entropy forward and backward kernels (cross_entropy.cuh): kernel -> launcher -> entry point.
+//
+// Layout. One block of 512 threads per row (blocks stride over rows when N exceeds the grid). With V up to ~256K a row
+// is up to 512 KB of bf16, so a whole block per row keeps the row's reduction inside one block and needs no
+// workspace. Rows of a ragged V (50257: GPT-2) start off a 16-byte boundary, so each row is split into a scalar head
+// up to the first boundary, 16-byte vectors of 8 logits, and a scalar tail: at most 7 + 7 elements, one per thread.
+//
+// Forward. Each thread keeps a running (max, sum of exp(x - max)) over its elements; a vector first takes its own max
+// and the sum of its 8 exponentials, then merges into the running pair, rescaling the smaller side by exp(difference):
+// 9 exponentials per 8 logits, and no exponent ever sees a positive argument, so logits of any size are safe. Pairs
+// are merged across the warp by xor shuffles, then across the 16 warps by warp 0, in a fixed order. The loss is
+// (max - logit[target]) + log(sum) rather than lse - logit[target]: the first term is exact (bf16 logits within 2^15 of
+// each other; 0 when the target is the max), so when the target holds almost all the mass (a loss near 0) the error
+// is that of log(sum), a few fp32 ulps of 1, instead of the ulp of lse (1e-6 at lse ~ 10) that subtracting two nearly
+// equal lse-sized numbers would leave.
+//
+// Backward. Elementwise given the lse: p = exp(x - lse), d = dloss * p, minus dloss at the target (the CPU op's order).
+// Each element is read before it is written, by the same thread, which is what makes dlogits == logits safe.
+//
+// expf (2 ulp), not __expf: the fast one's error grows with |argument|, and the arguments here reach -160 for +-80
+// logits; the difference in cost is a few FMAs per element of a memory-bound kernel.
+#include "kernels/cuda/cross_entropy.cuh"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/norm_rows.cuh"
+
+namespace dytrain::cuda {
+namespace {
+
+using detail::bf16;
+using detail::Bf16Vec;
+using detail::load_bf16;
+using detail::store_bf16;
+
+constexpr int kThreads = 512;
+constexpr int kWarps = kThreads / 32;
+constexpr int kVec = 8;                // bf16 logits per 16-byte access
+constexpr int64_t kMaxGrid = 1 << 16;  // rows beyond this are strided over by the blocks
+
+struct MaxSum {
+  float max;  // -inf for no elements
+  float sum;  // sum of exp(x - max); 0 for no elements
+};
+
+// A side whose max is the merged max keeps its sum as is; the test on equality (rather than exp(0)) also covers two
+// empty sides, where exp(-inf - -inf) would be NaN. An empty side against a non-empty one scales by exp(-inf) = 0.
+__device__ __forceinline__ MaxSum merge(MaxSum a, MaxSum b) {
+  const float m = fmaxf(a.max, b.max);
+  const float fa = a.max == m ? 1.0f : expf(a.max - m);
+  const float fb = b.max == m ? 1.0f : expf(b.max - m);
+  return {m, a.sum * fa + b.sum * fb};
+}
+
+__device__ __forceinline__ MaxSum warp_merge(MaxSum v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    const MaxSum other{__shfl_xor_sync(0xffffffffu, v.max, offset), __shfl_xor_sync(0xffffffffu, v.sum, offset)};
+    v = merge(v, other);
+  }
+  return v;
+}
+
+// A row as [0, head) scalar, [head, tail) in 16-byte vectors, [tail, V) scalar; head, V - tail <= 7.
+struct RowSplit {
+  int head;
+  int vectors;
+  int tail;
+};
+
+__device__ __forceinline__ RowSplit split_row(const bf16* row, int V) {
+  const int past_boundary = static_cast<int>(reinterpret_cast<uintptr_t>(row) % 16 / sizeof(bf16));
+  const int head = min(V, (kVec - past_boundary) % kVec);
+  const int vectors = (V - head) / kVec;
+  return {head, vectors, head + vectors * kVec};
+}
+
+// losses, lse (N); logits (N, V); targets (N).
+__global__ void __launch_bounds__(kThreads)
+    cross_entropy_forward_kernel(float* __restrict__ losses, float* __restrict__ lse, const bf16* __restrict__ logits,
+                                 const int32_t* __restrict__ targets, int64_t N, int V) {
+  __shared__ MaxSum warp_pairs[kWarps];
+  const int lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32;
+  for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
+    const bf16* x = logits + n * V;
+    const RowSplit s = split_row(x, V);
+    MaxSum acc{-INFINITY, 0.0f};
+    const int t = threadIdx.x;
+    if (t < s.head) acc = merge(acc, {__bfloat162float(x[t]), 1.0f});
+    if (t < V - s.tail) acc = merge(acc, {__bfloat162float(x[s.tail + t]), 1.0f});
+    for (int v = t; v < s.vectors; v += kThreads) {
+      const Bf16Vec<kVec> xv = load_bf16<kVec>(x + s.head + v * kVec);
+      float xf[kVec];
+      float vmax = -INFINITY;
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) {
+        xf[e] = __bfloat162float(xv.e[e]);
+        vmax = fmaxf(vmax, xf[e]);
+      }
+      float vsum = 0.0f;
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) vsum += expf(xf[e] - vmax);
+      acc = merge(acc, {vmax, vsum});
+    }
+    acc = warp_merge(acc);
+    if (lane == 0) warp_pairs[warp] = acc;
+    __syncthreads();
+    if (warp == 0) {
+      acc = warp_merge(lane < kWarps ? warp_pairs[lane] : MaxSum{-INFINITY, 0.0f});
+      if (lane == 0) {
+        const float log_sum = logf(acc.sum);
+        lse[n] = acc.max + log_sum;
+        losses[n] = (acc.max - __bfloat162float(x[targets[n]])) + log_sum;
+      }
+    }
+    __syncthreads();  // warp_pairs is written again for the next row
+  }
+}
+
+__device__ __forceinline__ bf16 logit_grad(float x, float row_lse, float dloss, bool is_target) {
+  const float d = dloss * expf(x - row_lse);
+  return __float2bfloat16_rn(is_target ? d - dloss : d);
+}
+
+// dlogits, logits (N, V), possibly the same buffer (no __restrict__); lse, targets (N).
+__global__ void __launch_bounds__(kThreads)
+    cross_entropy_backward_kernel(bf16* dlogits, const bf16* logits, const float* __restrict__ lse,
+                                  const int32_t* __restrict__ targets, float dloss, int64_t N, int V) {
+  for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
+    const bf16* x = logits + n * V;
+    bf16* dx = dlogits + n * V;
+    const float row_lse = lse[n];
+    const int target = targets[n];
+    const RowSplit s = split_row(x, V);  // dlogits has the same offset from a 16-byte boundary (entry point)
+    const int t = threadIdx.x;
+    if (t < s.head) dx[t] = logit_grad(__bfloat162float(x[t]), row_lse, dloss, t == target);
+    if (t < V - s.tail) {
+      const int i = s.tail + t;
+      dx[i] = logit_grad(__bfloat162float(x[i]), row_lse, dloss, i == target);
+    }
+    for (int v = t; v < s.vectors; v += kThreads) {
+      const int first = s.head + v * kVec;
+      Bf16Vec<kVec> xv = load_bf16<kVec>(x + first);
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) {
+        xv.e[e] = logit_grad(__bfloat162float(xv.e[e]), row_lse, dloss, first + e == target);
+      }
+      store_bf16(dx + first, xv);
+    }
+  }
+}
+
+int row_grid(int64_t N) { return static_cast<int>(std::min(N, kMaxGrid)); }
+
+void launch_cross_entropy_forward(float* losses, float* lse, const bf16* logits, const int32_t* targets, int64_t N,
+                                  int V, cudaStream_t stream) {
+  cross_entropy_forward_kernel<<<row_grid(N), kThreads, 0, stream>>>(losses, lse, logits, targets, N, V);
+  DYTRAIN_CUDA_CHECK(cudaGetLastError());
+}
+
+void launch_cross_entropy_backward(bf16* dlogits, const bf16* logits, const float* lse, const int32_t* targets,
+                                   float dloss, int64_t N, int V, cudaStream_t stream) {
+  cross_entropy_backward_kernel<<<row_grid(N), kThreads, 0, stream>>>(dlogits, logits, lse, targets, dloss, N, V);
+  DYTRAIN_CUDA_CHECK(cudaGetLastError());
+}
+
+void check_rows(const char* op, int64_t N, int V) {
+  if (N < 0 || V < 1) {
+    throw std::invalid_argument(detail::op_name(op) + ": shape (N=" + std::to_string(N) + ", V=" + std::to_string(V) +
+                                ") is not supported: need N >= 0 rows and a vocabulary of V >= 1 logits");
+  }
+}
+
+void check_bf16(const char* op, const char* name, const void* p) {
+  detail::check_not_null(op, name, p);
+  if (reinterpret_cast<uintptr_t>(p) % sizeof(bf16) != 0) {
+    throw std::invalid_argument(detail::op_name(op) + ": " + name + " is not 2-byte aligned, so it holds no bf16");
+  }
+}
+
+}  // namespace
+
+void cross_entropy_forward(float* losses, float* lse, const bf16* logits, const int32_t* targets, int64_t N, int V,
+                           cudaStream_t stream) {
+  const char* op = "cross_entropy_forward";
+  check_rows(op, N, V);
+  detail::check_not_null(op, "losses", losses);
+  detail::check_not_null(op, "lse", lse);
+  check_bf16(op, "logits", logits);
+  detail::check_not_null(op, "targets", targets);
+  if (N == 0) return;
+  launch_cross_entropy_forward(losses, lse, logits, targets, N, V, stream);
+}
+
+void cross_entropy_backward(bf16* dlogits, const bf16* logits, const float* lse, const int32_t* targets, float dloss,
+                            int64_t N, int V, cudaStream_t stream) {
+  const char* op = "cross_entropy_backward";
+  check_rows(op, N, V);
+  check_bf16(op, "dlogits", dlogits);
+  check_bf16(op, "logits", logits);
+  detail::check_not_null(op, "lse", lse);
+  detail::check_not_null(op, "targets", targets);
+  if (reinterpret_cast<uintptr_t>(dlogits) % 16 != reinterpret_cast<uintptr_t>(logits) % 16) {
+    throw std::invalid_argument(detail::op_name(op) +
+                                ": dlogits and logits sit at different offsets from a 16-byte boundary, but rows are "
+                                "accessed 16 bytes at a time in both: pass logits itself (in place) or buffers that "
+                                "start at the same offset, such as two cudaMalloc'd ones");
+  }
+  if (N == 0) return;
+  launch_cross_entropy_backward(dlogits, logits, lse, targets, dloss, N, V, stream);
+}
+
+}  // namespace dytrain::cuda

@@ -1,0 +1,31 @@
+// Softmax cross-entropy of bf16 next-token logits on the GPU, fused so that the softmax is never stored: the forward
+// reads each row once (online max and sum of exponentials) and saves one float per row, its log-sum-exp; the backward
+// recomputes each probability from that lse and writes the gradient over the logits, in place if asked. The CPU op
+// (kernels/cpu/cross_entropy.h) is the reference these are tested against.
+//
+// All pointers are device pointers. Math is fp32; logits and dlogits are bf16. Rows are independent (one thread block
+// per row, no reduction across rows), so results are bit-identical from run to run whatever the grid. Work is queued
+// on `stream`; nothing synchronizes the host. Bad arguments throw std::invalid_argument before anything is queued;
+// CUDA failures throw std::runtime_error with a hint (check.h). targets are not checked on the device: each must be
+// in [0, V) (the data loader checks token ids).
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace dytrain::cuda {
+
+// losses (N) = lse[n] - logits[n, targets[n]]; lse (N) = logsumexp(logits[n]), saved for the backward.
+// logits (N, V), any V >= 1 (ragged V such as 50257 included); targets (N).
+void cross_entropy_forward(float* losses, float* lse, const __nv_bfloat16* logits, const int32_t* targets, int64_t N,
+                           int V, cudaStream_t stream);
+
+// dlogits (N, V) = dloss * (softmax(logits[n]) - onehot(targets[n])), written (=), softmax taken from the saved lse
+// (N). dloss is the weight of each row's loss in the objective, e.g. 1 / (N * grad_accum) for a mean. dlogits may be
+// logits itself (the model overwrites its logits with their gradient); otherwise the two must sit at the same offset
+// from a 16-byte boundary (any two cudaMalloc'd buffers do), since rows are accessed 16 bytes at a time.
+void cross_entropy_backward(__nv_bfloat16* dlogits, const __nv_bfloat16* logits, const float* lse,
+                            const int32_t* targets, float dloss, int64_t N, int V, cudaStream_t stream);
+
+}  // namespace dytrain::cuda

@@ -1,0 +1,132 @@
+// LLaMA-DyT on one GPU: the same model as llama.h, step for step, in the numerics of ARCHITECTURE.md: bf16
+// activations and bf16 weight copies into cuBLASLt GEMMs with fp32 accumulation, fp32 master weights, fp32 parameter
+// gradients, DyT parameters and their gradients in fp32, deterministic kernels throughout (kernels/cuda).
+//
+// What differs from the CPU model, by design:
+// - q, k, v come out of one GEMM against the adjacent wq, wk, wv blocks of the flat buffer, gate and up out of one
+//   against w_gate, w_up (layout.h); RoPE and attention read q, k and v as column slices of those rows.
+// - The residual adds are fused into the epilogues of the o and down GEMMs (out = residual + h W^T), and every layer
+//   keeps its own bf16 residual buffers for the backward pass.
+// - Attention keeps only each row's log-sum-exp; its backward recomputes the probabilities.
+// - The cross-entropy keeps each row's log-sum-exp; its backward overwrites the logits with their gradient.
+//
+// Memory is planned up front (kernels/cuda/device_arena.h): parameters, their bf16 copy and gradients at
+// construction; activations, gradient scratch and one shared kernel workspace once per (B, T). memory() reports the
+// bytes by category. Single tensor-parallel rank for now: the vocabulary-parallel cross-entropy and the bf16 TP
+// all-reduces are not written for the GPU yet; the config check refuses tp > 1 with train.device cuda.
+//
+// All work is queued on stream(); forward() returns after synchronizing once (it reads the per-token losses back).
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/dyt.h"
+#include "kernels/cuda/device_arena.h"
+#include "kernels/cuda/matmul.cuh"
+#include "trainer/config/config.h"
+#include "trainer/model/layout.h"
+
+namespace dytrain {
+
+class LlamaModelCuda {
+ public:
+  // On the current device, queueing on `stream`. Throws std::invalid_argument when the layout cannot run fused
+  // (sizes that break the adjacency of q/k/v or gate/up, see layout.h).
+  LlamaModelCuda(const ModelConfig& cfg, cudaStream_t stream);
+  ~LlamaModelCuda();
+
+  // As LlamaModel::init: the same numbers (drawn on the host), uploaded; the bf16 copy follows.
+  void init(uint64_t seed);
+  void upload_params(const float* host);  // (table().total()) fp32; the bf16 copy follows
+  void download_params(float* host);      // (table().total())
+
+  // Allocates the activations for micro-batches of (B, T) (done by forward() on a new shape; call it up front so the
+  // peak memory is known before the first step).
+  void plan_activations(int B, int T);
+
+  // tokens (B, T+1) on the host. Same contract as LlamaModel::forward.
+  float forward(const int32_t* tokens, int B, int T, cpu::SiteMoments* moments);
+  void calibrate_alphas(const int32_t* tokens, int B, int T, double c);
+  void backward(float loss_weight);
+  void zero_grad();
+
+  const std::vector<float>& token_losses() const { return losses_host_; }
+  const ModelConfig& config() const { return layout_.cfg; }
+  const ParamTable& table() const { return layout_.table; }
+  std::vector<float> site_alphas();  // metrics order; 0 for RMSNorm sites
+  float embed_scale();               // 0 when the model has none
+
+  float* params() { return params_; }             // (table().total()) fp32 master weights, device
+  float* grads() { return grads_; }               // (table().total()) fp32, device
+  __nv_bfloat16* params_bf16() { return params_bf16_; }  // (table().total()) the copy the GEMMs read
+  cudaStream_t stream() const { return stream_; }
+  std::map<std::string, size_t> memory() const;  // bytes by category, the arenas and the cuBLASLt workspace
+
+ private:
+  using bf16 = __nv_bfloat16;
+  struct LayerActs {
+    bf16* x_mid;             // (BT, C) residual after attention (x_in is the previous layer's x_out)
+    bf16* n_attn;            // (BT, C) DyT_attn(x_in)
+    bf16* qkv;               // (BT, Q + 2 KV) q and k after RoPE
+    float* lse_attn;         // (B, Hq, T)
+    bf16* att;               // (BT, Q) attention output, input of o_proj
+    bf16* n_ffn;             // (BT, C) DyT_ffn(x_mid)
+    bf16* gate_up;           // (BT, 2F)
+    bf16* h;                 // (BT, F)
+    float* rstd_attn;        // (BT) RMSNorm only
+    float* rstd_ffn;
+  };
+
+  void plan_activation_buffers(cuda::ArenaPlanner& a, int B, int T);
+  void norm_forward(bf16* y, float* rstd, const bf16* x, const NormSiteOffsets& s, int site, bool moments);
+  // dresidual += dL/dx (accumulate) or dx = dL/dx (when accumulate is false).
+  void norm_backward(bf16* dx, const bf16* dy, const bf16* x, const float* rstd, const NormSiteOffsets& s,
+                     bool accumulate);
+
+  LlamaLayout layout_;
+  cudaStream_t stream_;
+  std::unique_ptr<cuda::Blas> blas_;
+
+  cuda::DeviceArena param_arena_;
+  std::map<std::string, size_t> param_bytes_;
+  float* params_ = nullptr;
+  float* grads_ = nullptr;
+  bf16* params_bf16_ = nullptr;
+  float* one_ = nullptr;  // (1) the embedding scale of a model without model.embed_scale
+
+  // Per (B, T): activations, gradient scratch, the shared kernel workspace.
+  int B_ = 0, T_ = 0;
+  double calibrate_c_ = 0.0;  // > 0 only inside calibrate_alphas()
+  cuda::DeviceArena act_arena_;
+  std::map<std::string, size_t> act_bytes_;
+  int32_t* inputs_ = nullptr;    // (BT)
+  int32_t* targets_ = nullptr;   // (BT)
+  int32_t* bucket_positions_ = nullptr, *bucket_rows_ = nullptr, *bucket_begins_ = nullptr;  // (BT), (BT), (BT + 1)
+  int n_buckets_ = 0;
+  float* rope_cos_ = nullptr, *rope_sin_ = nullptr;  // (T, D/2)
+  std::vector<bf16*> x_;         // L + 1 residual buffers (BT, C): x_[i] enters layer i, x_[L] the final norm
+  std::vector<LayerActs> acts_;
+  bf16* n_final_ = nullptr;      // (BT, C)
+  float* rstd_final_ = nullptr;  // (BT) RMSNorm only
+  bf16* logits_ = nullptr;       // (BT, V); holds dlogits after backward starts
+  float* losses_ = nullptr;      // (BT)
+  float* lse_ce_ = nullptr;      // (BT)
+  cpu::SiteMoments* moments_ = nullptr;  // (n sites)
+  bf16* d_res_ = nullptr, *d_n_ = nullptr;  // (BT, C)
+  bf16* d_att_ = nullptr;        // (BT, Q)
+  bf16* d_qkv_ = nullptr;        // (BT, Q + 2 KV)
+  bf16* d_h_ = nullptr;          // (BT, F)
+  bf16* d_gate_up_ = nullptr;    // (BT, 2F)
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 0;
+  std::vector<float> losses_host_;
+  std::vector<int32_t> inputs_host_, targets_host_;
+};
+
+}  // namespace dytrain

@@ -1,0 +1,141 @@
+// Forward and backward of one micro-batch on the GPU, op for op the CPU model's (llama_step.cpp) with the fusions
+// listed in llama_cuda.h. Backward walks the forward in reverse; the residual gradient d_res_ is the one buffer every
+// branch's norm backward adds into.
+#include <stdexcept>
+
+#include "kernels/cuda/attention.cuh"
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/cross_entropy.cuh"
+#include "kernels/cuda/embedding.cuh"
+#include "kernels/cuda/rope.cuh"
+#include "kernels/cuda/swiglu.cuh"
+#include "trainer/model/cuda/llama_cuda.h"
+
+namespace dytrain {
+
+float LlamaModelCuda::forward(const int32_t* tokens, int B, int T, cpu::SiteMoments* moments) {
+  plan_activations(B, T);
+  const ModelConfig& cfg = layout_.cfg;
+  const int64_t BT = int64_t(B) * T, C = cfg.dim, F = layout_.hidden, D = cfg.head_dim(), V = layout_.vocab_rows;
+  const int HQ = layout_.heads, HKV = layout_.kv_heads;
+  const int64_t Q = HQ * D, KV = HKV * D, QKV = Q + 2 * KV;
+  const float* P = params_;
+  const bf16* W = params_bf16_;
+  cuda::Blas& blas = *blas_;
+
+  inputs_host_.resize(BT);
+  targets_host_.resize(BT);
+  for (int b = 0; b < B; ++b)
+    for (int t = 0; t < T; ++t) {
+      inputs_host_[int64_t(b) * T + t] = tokens[int64_t(b) * (T + 1) + t];
+      targets_host_[int64_t(b) * T + t] = tokens[int64_t(b) * (T + 1) + t + 1];
+    }
+  // The embedding backward sums each token's positions in a fixed order: group them now, on the host.
+  cuda::TokenBuckets buckets;
+  cuda::bucket_tokens(&buckets, inputs_host_.data(), BT, layout_.vocab_begin, layout_.vocab_rows, cfg.vocab_size);
+  n_buckets_ = int(buckets.rows.size());
+  auto upload = [&](int32_t* dst, const std::vector<int32_t>& src) {
+    DYTRAIN_CUDA_CHECK(
+        cudaMemcpyAsync(dst, src.data(), src.size() * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+  };
+  upload(inputs_, inputs_host_);
+  upload(targets_, targets_host_);
+  upload(bucket_positions_, buckets.positions);
+  upload(bucket_rows_, buckets.rows);
+  upload(bucket_begins_, buckets.begins);
+  if (moments) DYTRAIN_CUDA_CHECK(cudaMemsetAsync(moments_, 0, n_norm_sites(cfg) * sizeof(cpu::SiteMoments), stream_));
+
+  const float* scale = layout_.embed_scale >= 0 ? P + layout_.embed_scale : one_;
+  cuda::embedding_forward(x_[0], inputs_, W + layout_.embed, scale, BT, int(C), layout_.vocab_begin, V, stream_);
+
+  for (int i = 0; i < cfg.n_layers; ++i) {
+    const LayerOffsets& l = layout_.layers[i];
+    LayerActs& a = acts_[i];
+    bf16* q = a.qkv;
+    bf16* k = a.qkv + Q;
+    bf16* v = a.qkv + Q + KV;
+
+    norm_forward(a.n_attn, a.rstd_attn, x_[i], l.attn_norm, 2 * i, moments != nullptr);
+    cuda::matmul_forward(blas, a.qkv, a.n_attn, W + l.wq, nullptr, BT, C, QKV);
+    cuda::rope_forward(q, rope_cos_, rope_sin_, B, T, HQ, int(D), QKV, stream_);
+    cuda::rope_forward(k, rope_cos_, rope_sin_, B, T, HKV, int(D), QKV, stream_);
+    cuda::attention_forward(blas, a.att, a.lse_attn, q, k, v, QKV, B, T, HQ, HKV, int(D), workspace_,
+                            workspace_bytes_);
+    cuda::matmul_forward(blas, a.x_mid, a.att, W + l.wo, /*residual=*/x_[i], BT, Q, C);
+
+    norm_forward(a.n_ffn, a.rstd_ffn, a.x_mid, l.ffn_norm, 2 * i + 1, moments != nullptr);
+    cuda::matmul_forward(blas, a.gate_up, a.n_ffn, W + l.w_gate, nullptr, BT, C, 2 * F);
+    cuda::swiglu_forward(a.h, a.gate_up, BT, int(F), stream_);
+    cuda::matmul_forward(blas, x_[i + 1], a.h, W + l.w_down, /*residual=*/a.x_mid, BT, F, C);
+  }
+
+  bf16* x_final = x_[cfg.n_layers];
+  norm_forward(n_final_, rstd_final_, x_final, layout_.final_norm, 2 * cfg.n_layers, moments != nullptr);
+  cuda::matmul_forward(blas, logits_, n_final_, W + layout_.lm_head, nullptr, BT, C, V);
+  cuda::cross_entropy_forward(losses_, lse_ce_, logits_, targets_, BT, int(V), stream_);
+
+  DYTRAIN_CUDA_CHECK(
+      cudaMemcpyAsync(losses_host_.data(), losses_, BT * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+  std::vector<cpu::SiteMoments> m(moments ? n_norm_sites(cfg) : 0);
+  if (moments)
+    DYTRAIN_CUDA_CHECK(cudaMemcpyAsync(m.data(), moments_, m.size() * sizeof(cpu::SiteMoments), cudaMemcpyDeviceToHost,
+                                       stream_));
+  DYTRAIN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  for (size_t s = 0; s < m.size(); ++s) {
+    moments[s].sum += m[s].sum;
+    moments[s].sum_sq += m[s].sum_sq;
+    moments[s].saturated += m[s].saturated;
+    moments[s].count += m[s].count;
+  }
+  double sum = 0.0;
+  for (float x : losses_host_) sum += x;
+  return float(sum / double(BT));
+}
+
+void LlamaModelCuda::backward(float loss_weight) {
+  if (B_ == 0) throw std::logic_error("LlamaModelCuda::backward called before forward");
+  const ModelConfig& cfg = layout_.cfg;
+  const int B = B_, T = T_;
+  const int64_t BT = int64_t(B) * T, C = cfg.dim, F = layout_.hidden, D = cfg.head_dim(), V = layout_.vocab_rows;
+  const int HQ = layout_.heads, HKV = layout_.kv_heads;
+  const int64_t Q = HQ * D, KV = HKV * D, QKV = Q + 2 * KV;
+  const float* P = params_;
+  const bf16* W = params_bf16_;
+  float* G = grads_;
+  cuda::Blas& blas = *blas_;
+
+  // The loss is a mean over BT tokens: each row's weight is loss_weight / BT. dlogits overwrite the logits.
+  cuda::cross_entropy_backward(logits_, logits_, lse_ce_, targets_, loss_weight / float(BT), BT, int(V), stream_);
+  cuda::matmul_backward(blas, d_n_, G + layout_.lm_head, logits_, n_final_, W + layout_.lm_head, BT, C, V);
+  norm_backward(d_res_, d_n_, x_[cfg.n_layers], rstd_final_, layout_.final_norm, /*accumulate=*/false);
+
+  for (int i = cfg.n_layers - 1; i >= 0; --i) {
+    const LayerOffsets& l = layout_.layers[i];
+    const LayerActs& a = acts_[i];
+
+    // FFN branch: d_res_ is dL/dx_out; the residual passes it to x_mid unchanged, the branch adds its share.
+    cuda::matmul_backward(blas, d_h_, G + l.w_down, d_res_, a.h, W + l.w_down, BT, F, C);
+    cuda::swiglu_backward(d_gate_up_, d_h_, a.gate_up, BT, int(F), stream_);
+    cuda::matmul_backward(blas, d_n_, G + l.w_gate, d_gate_up_, a.n_ffn, W + l.w_gate, BT, C, 2 * F);
+    norm_backward(d_res_, d_n_, a.x_mid, a.rstd_ffn, l.ffn_norm, /*accumulate=*/true);
+
+    // Attention branch: d_res_ is now dL/dx_mid.
+    cuda::matmul_backward(blas, d_att_, G + l.wo, d_res_, a.att, W + l.wo, BT, Q, C);
+    bf16* dq = d_qkv_;
+    bf16* dk = d_qkv_ + Q;
+    bf16* dv = d_qkv_ + Q + KV;
+    cuda::attention_backward(blas, dq, dk, dv, d_att_, a.att, a.lse_attn, a.qkv, a.qkv + Q, a.qkv + Q + KV, QKV, B, T,
+                             HQ, HKV, int(D), workspace_, workspace_bytes_);
+    cuda::rope_backward(dq, rope_cos_, rope_sin_, B, T, HQ, int(D), QKV, stream_);
+    cuda::rope_backward(dk, rope_cos_, rope_sin_, B, T, HKV, int(D), QKV, stream_);
+    cuda::matmul_backward(blas, d_n_, G + l.wq, d_qkv_, a.n_attn, W + l.wq, BT, C, QKV);
+    norm_backward(d_res_, d_n_, x_[i], a.rstd_attn, l.attn_norm, /*accumulate=*/true);
+  }
+
+  const float* scale = layout_.embed_scale >= 0 ? P + layout_.embed_scale : one_;
+  float* d_scale = layout_.embed_scale >= 0 ? G + layout_.embed_scale : nullptr;
+  cuda::embedding_backward(G + layout_.embed, d_scale, d_res_, W + layout_.embed, scale, bucket_positions_,
+                           bucket_rows_, bucket_begins_, n_buckets_, BT, int(C), workspace_, workspace_bytes_, stream_);
+}
+
+}  // namespace dytrain

@@ -1,0 +1,227 @@
+// The CUDA engine: the GPU model (trainer/model/cuda/llama_cuda.h) on the GPU its node-local rank picks, gradients
+// averaged over the dp group by NCCL, the global norm and one fused AdamW over the whole flat buffer on the device
+// (fp32 master weights and moments, the bf16 copy rewritten in the same pass).
+//
+// The step's only host round trip is the grad norm (one double), which the clip factor and the metrics need. NCCL runs
+// on its communicator's stream; events order it after the backward pass and the optimizer after it.
+// Checkpoints go through host copies of the parameters and moments, so the files and the cross-layout logic are those
+// of the CPU engine (distributed_checkpoint.h).
+//
+// Not yet on the GPU: tensor parallelism (tp > 1) and ZeRO-1; make_cuda_engine refuses them with a message.
+#include <cmath>
+#include <stdexcept>
+#include <vector>
+
+#include "kernels/cuda/adamw.cuh"
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/device_arena.h"
+#include "kernels/cuda/grad_norm.cuh"
+#if DYTRAIN_HAVE_NCCL
+#include "parallel/nccl_comm.h"
+#endif
+#include "trainer/model/cuda/llama_cuda.h"
+#include "trainer/optim/adamw.h"
+#include "trainer/train/distributed_checkpoint.h"
+#include "trainer/train/engine.h"
+
+namespace dytrain {
+namespace {
+
+// The AdamW segments of the flat buffer: one per run of tensors sharing a group, each running up to the next
+// tensor's offset so the alignment gaps are covered (they hold zeros that stay zero).
+std::vector<cuda::AdamWSegment> adamw_segments(const ParamTable& table, const OptimConfig& opt, double lr_factor) {
+  std::vector<cuda::AdamWSegment> segs;
+  const std::vector<ParamSpec>& specs = table.specs();
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const GroupHyper h = group_hyper(opt, specs[i].group);
+    const int64_t end = i + 1 < specs.size() ? specs[i + 1].offset : table.total();
+    const cuda::AdamWSegment s{specs[i].offset, end, float(h.lr * lr_factor), float(h.beta2), float(h.weight_decay)};
+    if (!segs.empty() && segs.back().lr == s.lr && segs.back().beta2 == s.beta2 &&
+        segs.back().weight_decay == s.weight_decay)
+      segs.back().end = s.end;
+    else
+      segs.push_back(s);
+  }
+  if (!segs.empty()) segs.front().begin = 0;
+  return segs;
+}
+
+class CudaEvent {
+ public:
+  CudaEvent() { DYTRAIN_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming)); }
+  ~CudaEvent() { cudaEventDestroy(event_); }
+  CudaEvent(const CudaEvent&) = delete;
+  CudaEvent& operator=(const CudaEvent&) = delete;
+  // `waiter` waits (on the device) for the work queued on `source` so far.
+  void order(cudaStream_t source, cudaStream_t waiter) {
+    DYTRAIN_CUDA_CHECK(cudaEventRecord(event_, source));
+    DYTRAIN_CUDA_CHECK(cudaStreamWaitEvent(waiter, event_, 0));
+  }
+
+ private:
+  cudaEvent_t event_ = nullptr;
+};
+
+cudaStream_t make_stream(int device) {
+  DYTRAIN_CUDA_CHECK(cudaSetDevice(device));
+  cudaStream_t s = nullptr;
+  DYTRAIN_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  return s;
+}
+
+class CudaEngine final : public Engine {
+ public:
+  CudaEngine(const Config& cfg, Mesh& mesh)
+      : cfg_(cfg), mesh_(mesh), device_(mesh.local_rank), stream_(make_stream(device_)), model_(cfg.model, stream_) {
+    if (mesh.dp > 1) {
+#if DYTRAIN_HAVE_NCCL
+      auto nccl = make_nccl_communicator(*mesh.dp_group, device_);
+      dp_stream_ = nccl->stream();
+      dp_ = std::move(nccl);
+#else
+      throw std::invalid_argument("data parallelism on the GPU needs NCCL, which this build did not find: install "
+                                  "NCCL and rebuild, or set train.device: cpu");
+#endif
+    }
+    const int64_t n = model_.table().total();
+    norm_ws_bytes_ = cuda::sum_squares_workspace_bytes(n);
+    adamw_ws_bytes_ = cuda::adamw_workspace_bytes(adamw_segments(model_.table(), cfg.optim, 1.0).size());
+    arena_ = cuda::allocate_planned(
+        [&](cuda::ArenaPlanner& a) {
+          a.take(&m_, n, "optimizer state (fp32)");
+          a.take(&v_, n, "optimizer state (fp32)");
+          a.take(&norm_sq_, 1, "kernel workspace");
+          a.take(&norm_ws_, int64_t(norm_ws_bytes_), "kernel workspace");
+          a.take(&adamw_ws_, int64_t(adamw_ws_bytes_), "kernel workspace");
+        },
+        &bytes_);
+    DYTRAIN_CUDA_CHECK(cudaMemsetAsync(m_, 0, n * sizeof(float), stream_));
+    DYTRAIN_CUDA_CHECK(cudaMemsetAsync(v_, 0, n * sizeof(float), stream_));
+    model_.plan_activations(cfg.train.micro_batch, cfg.train.seq_len);  // the whole memory plan, before step 1
+  }
+
+  ~CudaEngine() override {
+    cudaStreamSynchronize(stream_);
+    cudaStreamDestroy(stream_);
+  }
+
+  const char* device_name() const override { return "cuda"; }
+  const ParamTable& table() const override { return model_.table(); }
+  void init(uint64_t seed) override { model_.init(seed); }
+
+  void calibrate_alphas(const int32_t* tokens, int B, int T, double c) override {
+    model_.calibrate_alphas(tokens, B, T, c);
+    // Rank 0's alphas become everyone's (each dp rank measured its own batch); broadcast through host copies.
+    std::vector<float> host(model_.table().total());
+    model_.download_params(host.data());
+    for (const ParamSpec& s : model_.table().specs())
+      if (s.group == ParamGroup::dyt_alpha) mesh_.world->broadcast(host.data() + s.offset, sizeof(float), 0);
+    model_.upload_params(host.data());
+  }
+
+  void zero_grad() override { model_.zero_grad(); }
+  float forward(const int32_t* tokens, int B, int T, cpu::SiteMoments* moments) override {
+    return model_.forward(tokens, B, T, moments);
+  }
+  void backward(float loss_weight) override { model_.backward(loss_weight); }
+
+  double update(double lr_factor) override {
+    const int64_t n = model_.table().total();
+    if (dp_) {
+      grads_ready_.order(stream_, dp_stream_);
+      dp_->all_reduce(model_.grads(), n, ReduceOp::avg);
+      reduced_.order(dp_stream_, stream_);
+    }
+    cuda::sum_squares(norm_sq_, model_.grads(), n, norm_ws_, norm_ws_bytes_, stream_);
+    double sq = 0.0;
+    DYTRAIN_CUDA_CHECK(cudaMemcpyAsync(&sq, norm_sq_, sizeof(double), cudaMemcpyDeviceToHost, stream_));
+    DYTRAIN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (dp_) dp_->synchronize();  // surfaces a remote rank's NCCL error here rather than at the next collective
+    const double grad_norm = std::sqrt(sq);
+
+    ++t_;
+    cuda::adamw_update(model_.params(), model_.params_bf16(), m_, v_, model_.grads(), n,
+                       adamw_segments(model_.table(), cfg_.optim, lr_factor), float(cfg_.optim.beta1),
+                       float(cfg_.optim.eps), clip_scale(grad_norm, cfg_.optim.grad_clip), t_, adamw_ws_,
+                       adamw_ws_bytes_, stream_);
+    return grad_norm;
+  }
+
+  std::vector<float> site_alphas() override { return model_.site_alphas(); }
+  float embed_scale() override { return model_.embed_scale(); }
+
+  std::string save_checkpoint(const std::string& run_dir, int64_t step, const YAML::Node& trainer_state) override {
+    AdamW host_optim(cfg_.optim, model_.table());
+    std::vector<float> params(model_.table().total());
+    download_state(params.data(), host_optim);
+    YAML::Node state = YAML::Clone(trainer_state);
+    state["adam_t"] = t_;
+    return save_checkpoint_distributed(mesh_, run_dir, step, cfg_, model_.table(), params.data(), host_optim, state);
+  }
+
+  YAML::Node load_checkpoint(const std::string& dir) override {
+    AdamW host_optim(cfg_.optim, model_.table());
+    std::vector<float> params(model_.table().total());
+    YAML::Node state = load_checkpoint_distributed(params.data(), host_optim, mesh_, dir, model_.table());
+    const size_t bytes = params.size() * sizeof(float);
+    model_.upload_params(params.data());
+    DYTRAIN_CUDA_CHECK(cudaMemcpyAsync(m_, host_optim.exp_avg().data(), bytes, cudaMemcpyHostToDevice, stream_));
+    DYTRAIN_CUDA_CHECK(cudaMemcpyAsync(v_, host_optim.exp_avg_sq().data(), bytes, cudaMemcpyHostToDevice, stream_));
+    DYTRAIN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    t_ = state["adam_t"].as<int64_t>();
+    return state;
+  }
+
+  std::map<std::string, size_t> memory() const override {
+    std::map<std::string, size_t> bytes = model_.memory();
+    for (const auto& [category, b] : bytes_) bytes[category] += b;
+    return bytes;
+  }
+
+ private:
+  void download_state(float* params, AdamW& host_optim) {
+    const size_t bytes = model_.table().total() * sizeof(float);
+    DYTRAIN_CUDA_CHECK(cudaMemcpyAsync(host_optim.exp_avg().data(), m_, bytes, cudaMemcpyDeviceToHost, stream_));
+    DYTRAIN_CUDA_CHECK(cudaMemcpyAsync(host_optim.exp_avg_sq().data(), v_, bytes, cudaMemcpyDeviceToHost, stream_));
+    model_.download_params(params);  // synchronizes the stream
+  }
+
+  Config cfg_;
+  Mesh& mesh_;
+  int device_;
+  cudaStream_t stream_;
+  LlamaModelCuda model_;
+  std::unique_ptr<Communicator> dp_;  // the dp group over NCCL (device buffers), when dp > 1
+  cudaStream_t dp_stream_ = nullptr;  // its stream
+  CudaEvent grads_ready_, reduced_;
+  cuda::DeviceArena arena_;
+  std::map<std::string, size_t> bytes_;
+  float* m_ = nullptr;  // (n) AdamW moments, laid out like the parameters
+  float* v_ = nullptr;
+  double* norm_sq_ = nullptr;
+  char* norm_ws_ = nullptr;  // sum_squares' workspace
+  size_t norm_ws_bytes_ = 0;
+  char* adamw_ws_ = nullptr;  // the segment table adamw_update uploads
+  size_t adamw_ws_bytes_ = 0;
+  int64_t t_ = 0;  // AdamW updates done
+};
+
+}  // namespace
+
+int cuda_device_count() {
+  int count = 0;
+  return cudaGetDeviceCount(&count) == cudaSuccess ? count : 0;
+}
+
+std::unique_ptr<Engine> make_cuda_engine(const Config& cfg, Mesh& mesh) {
+  if (mesh.tp > 1)
+    throw std::invalid_argument("parallel.tp = " + std::to_string(mesh.tp) +
+                                ": tensor parallelism is not on the CUDA backend yet; use parallel.tp: 1 (data "
+                                "parallelism over NCCL works) or train.device: cpu");
+  if (cfg.parallel.zero1 && mesh.dp > 1)
+    throw std::invalid_argument("parallel.zero1: optimizer sharding is not on the CUDA backend yet; set "
+                                "parallel.zero1: false or train.device: cpu");
+  return std::make_unique<CudaEngine>(cfg, mesh);
+}
+
+}  // namespace dytrain
