@@ -30,6 +30,7 @@
 
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/norm_rows.cuh"
+#include "kernels/cuda/pointer_checks.h"
 
 namespace dytrain::cuda {
 namespace {
@@ -41,8 +42,6 @@ constexpr int kChannelsPerThread = 8;
 constexpr int kBlockChannels = kThreads * kChannelsPerThread;  // 1024 channels per work item
 constexpr int64_t kMaxGrid = 0x7fffffff;                       // gridDim.x limit; past it the forward's blocks loop
 constexpr int kBatch = 4;                                      // dout rows loaded before they are added
-
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 __host__ __device__ inline int64_t chunks_of(int C) { return ceil_div(C, kBlockChannels); }
 

@@ -17,6 +17,7 @@
 
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/norm_rows.cuh"
+#include "kernels/cuda/pointer_checks.h"
 
 namespace dytrain::cuda {
 namespace {
@@ -25,8 +26,6 @@ using namespace detail;
 
 constexpr int kThreads = 256;
 constexpr int64_t kMaxGrid = 0x7fffffff;  // gridDim.x limit; past it the threads loop
-
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // x: the (B * T * H) heads of D elements, token rows ld apart; cos, sin (T, D/2). kTranspose: rotate by -angle.
 template <int kVec, bool kTranspose>

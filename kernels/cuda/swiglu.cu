@@ -18,6 +18,7 @@
 
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/norm_rows.cuh"
+#include "kernels/cuda/pointer_checks.h"
 
 namespace dytrain::cuda {
 namespace {
@@ -26,14 +27,6 @@ using namespace detail;
 
 constexpr int kThreads = 256;
 constexpr int64_t kMaxGrid = 0x7fffffff;  // gridDim.x limit; past it the threads loop
-
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
-bool overlaps(const void* a, int64_t a_bytes, const void* b, int64_t b_bytes) {
-  const uintptr_t pa = reinterpret_cast<uintptr_t>(a);
-  const uintptr_t pb = reinterpret_cast<uintptr_t>(b);
-  return pa < pb + static_cast<uintptr_t>(b_bytes) && pb < pa + static_cast<uintptr_t>(a_bytes);
-}
 
 __device__ __forceinline__ float sigmoid(float g) { return 1.0f / (1.0f + expf(-g)); }
 
