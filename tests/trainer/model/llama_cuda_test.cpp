@@ -8,6 +8,7 @@
 // any wrong index, transposition or missing term (which is O(1), tested by perturbing the reference).
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include <cuda_runtime_api.h>
@@ -115,7 +116,11 @@ TEST_P(LlamaCudaMatchesCpu, LossGradientsAndMoments) {
 
 INSTANTIATE_TEST_SUITE_P(Variants, LlamaCudaMatchesCpu,
                          testing::Values(Case{NormKind::dyt, false, false}, Case{NormKind::dyt, true, true},
-                                         Case{NormKind::rmsnorm, false, false}));
+                                         Case{NormKind::rmsnorm, false, false}),
+                         [](const testing::TestParamInfo<Case>& info) {
+                           return std::string(to_string(info.param.norm)) + (info.param.bias ? "_bias" : "") +
+                                  (info.param.tie ? "_tied" : "");
+                         });
 
 TEST_F(LlamaCuda, GradientsAccumulateOverMicroBatches) {
   // Two backward passes at weight 1/2 each equal one at weight 1 on the same batch, up to fp32 rounding (the
