@@ -22,9 +22,9 @@
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/config/config.h"
 #include "trainer/data/loader.h"
+#include "trainer/model/layout.h"
 #include "trainer/optim/schedule.h"
 #include "trainer/train/distributed_checkpoint.h"
-#include "trainer/model/layout.h"
 #include "trainer/train/engine.h"
 #include "trainer/train/metrics.h"
 
@@ -116,11 +116,12 @@ class Trainer {
       if (!cfg.data.val.empty())
         val_loader_ = std::make_unique<TokenLoader>(loader_options(cfg, cfg.data.val, false, mesh));
     });
+    // The engine next (device memory, NCCL): a model the device cannot run also fails before the run directory.
+    on_all_ranks(*mesh.world, [&] { engine_ = make_engine(device, cfg, mesh); });
     on_all_ranks(*mesh.world, [&] {
       if (mesh.world_rank == 0) prepare_run_dir(opt.resume);
     });
     log_ = make_logger(mesh.world_rank == 0 ? (fs::path(run_dir_) / "train.log").string() : "", mesh.world_rank);
-    on_all_ranks(*mesh.world, [&] { engine_ = make_engine(device, cfg, mesh); });
     engine_->init(cfg.train.seed);
     std::optional<int64_t> resumed_at;
     if (opt.resume)
