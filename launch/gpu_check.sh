@@ -27,7 +27,7 @@ for t in tests/kernels/cuda/test_kernels_cuda tests/trainer/model/model_cuda_tes
   bin=build-gpu/$t
   [ -x "$bin" ] || { echo "missing $bin"; status=1; continue; }
   "$bin" --gtest_brief=1 > "$out/$(basename "$t").log" 2>&1 || status=1
-  echo "$(basename "$t"): $(grep -E '^\[  (PASSED|FAILED)  \]|tests? (ran|SKIPPED)' "$out/$(basename "$t").log" | tr '\n' ' ')"
+  echo "$(basename "$t"): $(grep -E '^\[ +(PASSED|FAILED|SKIPPED) +\] [0-9]+ test' "$out/$(basename "$t").log" | tr '\n' ' ')"
 done
 grep -h -A3 "Failure" "$out"/*.log | head -60
 
@@ -39,7 +39,7 @@ if compgen -G "data/prepared/austen/sp4096/train_*.bin" > /dev/null; then
   echo "== tiny training run on the GPU (the quick start's recipe)"
   rm -rf build-gpu/runs/tiny-gpu
   build-gpu/dytrain train configs/train/tiny.yaml --run-dir build-gpu/runs/tiny-gpu --set train.device=cuda \
-    > "$out/train_tiny_gpu.log" 2>&1 || status=1
+    > "$out/train_tiny_gpu.log" 2>&1 || { status=1; tail -5 "$out/train_tiny_gpu.log"; }
   cp build-gpu/runs/tiny-gpu/metrics.jsonl "$out/tiny_gpu_metrics.jsonl" 2>/dev/null
   grep -E "memory|step +(1|100|200|300)/|done" "$out/train_tiny_gpu.log"
 fi
