@@ -1,17 +1,20 @@
-// The message of DYTRAIN_GPU_CHECK, with a hint for the failure users hit most: a peer rank that died.
+// The message of a failed NCCL call, with a hint for the failure users hit most: a peer rank that died.
 #include "parallel/gpu_check.h"
 
 #include <stdexcept>
+#include <string>
 
 #include "parallel/runtime.h"
 
-namespace dytrain {
+namespace dytrain::cuda {
 
-void throw_gpu_error(const std::string& what, const char* statement, const char* file, int line) {
-  throw std::runtime_error(process_label() + ": " + what + " in " + statement + " at " + file + ":" +
+void check_status(ncclResult_t status, const char* statement, const char* file, int line) {
+  if (status == ncclSuccess || status == ncclInProgress) return;
+  throw std::runtime_error(process_label() + ": NCCL error " + ncclGetErrorString(status) + " (" +
+                           ncclGetLastError(nullptr) + ") in " + statement + " at " + file + ":" +
                            std::to_string(line) +
                            ". HINT: NCCL_DEBUG=WARN shows NCCL's view; a remote error usually means another rank "
                            "failed first, look for its message.");
 }
 
-}  // namespace dytrain
+}  // namespace dytrain::cuda

@@ -12,7 +12,7 @@
 #include "parallel/gpu_check.h"
 #include "parallel/runtime.h"
 
-// Inside NcclCommunicator, NCCL calls go through finish_call rather than DYTRAIN_GPU_CHECK: a failed collective must
+// Inside NcclCommunicator, NCCL calls go through finish_call rather than DYTRAIN_CUDA_CHECK: a failed collective must
 // also abort the communicator, and ncclInProgress must be waited out before the next call.
 #define DYTRAIN_NCCL_CALL(call) finish_call((call), #call, __FILE__, __LINE__)
 
@@ -46,18 +46,18 @@ class Poller {
 
 NcclCommunicator::NcclCommunicator(Communicator& bootstrap, int device, std::chrono::milliseconds timeout)
     : rank_(bootstrap.rank()), size_(bootstrap.size()), device_(device), timeout_(timeout) {
-  DYTRAIN_GPU_CHECK(cudaSetDevice(device));
+  DYTRAIN_CUDA_CHECK(cudaSetDevice(device));
   ncclUniqueId id{};
-  if (rank_ == 0) DYTRAIN_GPU_CHECK(ncclGetUniqueId(&id));
+  if (rank_ == 0) DYTRAIN_CUDA_CHECK(ncclGetUniqueId(&id));
   bootstrap.broadcast(&id, sizeof(id), 0);
 
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;
-  DYTRAIN_GPU_CHECK(ncclCommInitRankConfig(&comm_, size_, id, rank_, &config));
+  DYTRAIN_CUDA_CHECK(ncclCommInitRankConfig(&comm_, size_, id, rank_, &config));
   try {
     wait_ready("ncclCommInitRankConfig");
-    DYTRAIN_GPU_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    DYTRAIN_GPU_CHECK(cudaMalloc(reinterpret_cast<void**>(&barrier_scratch_), sizeof(float)));
+    DYTRAIN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    DYTRAIN_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&barrier_scratch_), sizeof(float)));
   } catch (...) {
     if (!aborted_) ncclCommAbort(comm_);
     if (stream_) cudaStreamDestroy(stream_);

@@ -3,8 +3,7 @@
 // library's error, the statement, file and line, and a HINT for what to do: the errors users actually hit (no GPU,
 // wrong architecture, out of memory, no GEMM algorithm for a shape) get their own hint, the rest the generic advice
 // (a kernel fault shows up at the next CUDA call; cuBLASLt explains itself with CUBLASLT_LOG_LEVEL=1).
-// parallel/gpu_check.h has the same shape for the communication layer; it stays separate so kernels/ does not depend
-// on NCCL.
+// parallel/gpu_check.h adds the NCCL overload, so kernels/ does not depend on NCCL.
 #pragma once
 #include <cublas_api.h>  // cublasStatus_t (cuBLASLt returns cuBLAS status codes)
 #include <cuda_runtime_api.h>

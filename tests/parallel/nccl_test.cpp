@@ -10,6 +10,7 @@
 
 #include "parallel/comm.h"
 #include "parallel/gpu_check.h"
+#include "tests/kernels/cuda/cuda_test_util.h"
 #include "parallel/nccl_comm.h"
 
 namespace dytrain {
@@ -20,28 +21,7 @@ bool have_cuda_device() {
   return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
 }
 
-// A device copy of a host vector, freed at scope exit.
-template <typename T>
-class DeviceBuffer {
- public:
-  explicit DeviceBuffer(const std::vector<T>& host) : n_(host.size()) {
-    DYTRAIN_GPU_CHECK(cudaMalloc(reinterpret_cast<void**>(&ptr_), n_ * sizeof(T)));
-    DYTRAIN_GPU_CHECK(cudaMemcpy(ptr_, host.data(), n_ * sizeof(T), cudaMemcpyHostToDevice));
-  }
-  ~DeviceBuffer() { cudaFree(ptr_); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  T* get() { return ptr_; }
-  std::vector<T> to_host() const {
-    std::vector<T> host(n_);
-    DYTRAIN_GPU_CHECK(cudaMemcpy(host.data(), ptr_, n_ * sizeof(T), cudaMemcpyDeviceToHost));
-    return host;
-  }
-
- private:
-  T* ptr_ = nullptr;
-  size_t n_;
-};
+using test::DeviceBuffer;
 
 class NcclOneRank : public testing::Test {
  protected:
@@ -71,13 +51,13 @@ TEST_F(NcclOneRank, AllReduceIsTheInputForEveryOp) {
     DeviceBuffer<float> buf(host);
     comm_->all_reduce(buf.get(), 1000, op);
     comm_->synchronize();
-    EXPECT_EQ(buf.to_host(), host) << "op " << static_cast<int>(op);
+    EXPECT_EQ(buf.download(), host) << "op " << static_cast<int>(op);
   }
   const std::vector<double> host_d = {1.0, -2.5, 1e300};
   DeviceBuffer<double> buf_d(host_d);
   comm_->all_reduce(buf_d.get(), 3, ReduceOp::avg);
   comm_->synchronize();
-  EXPECT_EQ(buf_d.to_host(), host_d);
+  EXPECT_EQ(buf_d.download(), host_d);
 }
 
 TEST_F(NcclOneRank, ReduceScatterCopiesTheOnlyBlock) {
@@ -85,7 +65,7 @@ TEST_F(NcclOneRank, ReduceScatterCopiesTheOnlyBlock) {
   DeviceBuffer<float> in(host), out(std::vector<float>(333, 0.0f));
   comm_->reduce_scatter(out.get(), in.get(), 333, ReduceOp::avg);
   comm_->synchronize();
-  EXPECT_EQ(out.to_host(), host);
+  EXPECT_EQ(out.download(), host);
 }
 
 TEST_F(NcclOneRank, AllGatherCopiesAndRunsInPlace) {
@@ -94,8 +74,8 @@ TEST_F(NcclOneRank, AllGatherCopiesAndRunsInPlace) {
   comm_->all_gather(out.get(), in.get(), 17);
   comm_->all_gather(in.get(), in.get(), 17);  // in place: rank 0's block is the whole output
   comm_->synchronize();
-  EXPECT_EQ(out.to_host(), host);
-  EXPECT_EQ(in.to_host(), host);
+  EXPECT_EQ(out.download(), host);
+  EXPECT_EQ(in.download(), host);
 }
 
 TEST_F(NcclOneRank, BroadcastKeepsTheBytesAndBarrierReturns) {
@@ -104,7 +84,7 @@ TEST_F(NcclOneRank, BroadcastKeepsTheBytesAndBarrierReturns) {
   DeviceBuffer<uint8_t> buf(host);
   comm_->broadcast(buf.get(), static_cast<int64_t>(host.size()), 0);
   comm_->barrier();
-  EXPECT_EQ(buf.to_host(), host);
+  EXPECT_EQ(buf.download(), host);
   EXPECT_THROW(comm_->broadcast(buf.get(), 1, 1), std::invalid_argument);
 }
 
