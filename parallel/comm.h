@@ -19,14 +19,19 @@ class Communicator {
   // In place over n elements.
   virtual void all_reduce(float* buf, int64_t n, ReduceOp op) = 0;
   virtual void all_reduce(double* buf, int64_t n, ReduceOp op) = 0;
+  // Starts an in-place all-reduce that may still be running when this returns: buf must not be touched until
+  // synchronize() returns. Lets gradient reductions run behind the backward pass. Backends that cannot run a
+  // collective in the background finish it here (the default).
+  virtual void all_reduce_start(float* buf, int64_t n, ReduceOp op) { all_reduce(buf, n, op); }
   // out (n_per_rank) = this rank's block of the reduction of in (size() * n_per_rank).
   virtual void reduce_scatter(float* out, const float* in, int64_t n_per_rank, ReduceOp op) = 0;
   // out (size() * n_per_rank) = every rank's in (n_per_rank), in rank order. in may alias out's own block.
   virtual void all_gather(float* out, const float* in, int64_t n_per_rank) = 0;
   virtual void broadcast(void* buf, int64_t bytes, int root) = 0;
   virtual void barrier() = 0;
-  // Blocks until every collective issued so far has completed. Host backends finish each call before returning, so
-  // for them this is a no-op; the NCCL backend enqueues on its stream and waits here (and surfaces remote errors).
+  // Blocks until every collective issued so far has completed: the NCCL backend's (it enqueues every call on its
+  // stream, and surfaces remote errors here) and the MPI backend's all_reduce_start; otherwise host calls have
+  // completed when they return.
   virtual void synchronize() {}
 };
 

@@ -60,6 +60,27 @@ void MpiCommunicator::all_reduce(float* buf, int64_t n, ReduceOp op) { all_reduc
 
 void MpiCommunicator::all_reduce(double* buf, int64_t n, ReduceOp op) { all_reduce_impl(buf, n, op, MPI_DOUBLE); }
 
+// Open MPI progresses non-blocking collectives inside MPI calls, so on a CPU run the reduction mostly happens in
+// synchronize(); the interface is the same as NCCL's, where it truly runs behind the backward pass.
+void MpiCommunicator::all_reduce_start(float* buf, int64_t n, ReduceOp op) {
+  for (const Chunk& c : split_into_chunks(n, max_message_count_)) {
+    MPI_Request request = MPI_REQUEST_NULL;
+    DYTRAIN_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buf + c.offset, c.count, MPI_FLOAT, mpi_op(op), comm_, &request));
+    pending_.push_back(request);
+  }
+  if (op == ReduceOp::avg) pending_avg_.push_back({buf, n});
+}
+
+void MpiCommunicator::synchronize() {
+  if (!pending_.empty())
+    DYTRAIN_MPI_CHECK(MPI_Waitall(static_cast<int>(pending_.size()), pending_.data(), MPI_STATUSES_IGNORE));
+  pending_.clear();
+  const float denom = static_cast<float>(size_);
+  for (const PendingAvg& p : pending_avg_)
+    for (int64_t i = 0; i < p.n; ++i) p.buf[i] /= denom;
+  pending_avg_.clear();
+}
+
 void MpiCommunicator::reduce_scatter(float* out, const float* in, int64_t n_per_rank, ReduceOp op) {
   check_count(n_per_rank, "reduce_scatter");
   DYTRAIN_MPI_CHECK(

@@ -7,6 +7,7 @@
 #include <climits>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "parallel/comm.h"
 
@@ -25,6 +26,9 @@ class MpiCommunicator final : public Communicator {
   int size() const override { return size_; }
   void all_reduce(float* buf, int64_t n, ReduceOp op) override;
   void all_reduce(double* buf, int64_t n, ReduceOp op) override;
+  // MPI_Iallreduce; an avg divides when synchronize() has the sums.
+  void all_reduce_start(float* buf, int64_t n, ReduceOp op) override;
+  void synchronize() override;
   void reduce_scatter(float* out, const float* in, int64_t n_per_rank, ReduceOp op) override;
   void all_gather(float* out, const float* in, int64_t n_per_rank) override;
   void broadcast(void* buf, int64_t bytes, int root) override;
@@ -38,6 +42,12 @@ class MpiCommunicator final : public Communicator {
   template <typename T>
   void all_reduce_impl(T* buf, int64_t n, ReduceOp op, MPI_Datatype type);
 
+  struct PendingAvg {
+    float* buf;
+    int64_t n;
+  };
+  std::vector<MPI_Request> pending_;       // all_reduce_start's requests, completed by synchronize()
+  std::vector<PendingAvg> pending_avg_;    // ranges synchronize() divides by size()
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;

@@ -55,6 +55,24 @@ TEST(Collectives, AllReduceFloat) {
   check_all_reduce<float>(*comm);
 }
 
+TEST(Collectives, AllReduceStartCompletesAtSynchronize) {
+  // Ranges of one buffer started one after another (as gradient buckets are), a blocking all-reduce on another
+  // buffer issued while they are pending, then synchronize(): every range holds its reduction.
+  auto comm = test::world_communicator();
+  for (ReduceOp op : kOps) {
+    std::vector<std::vector<float>> got;
+    for (int64_t n : kSizes) got.push_back(contribution<float>(comm->rank(), n));
+    for (std::vector<float>& g : got) comm->all_reduce_start(g.data(), int64_t(g.size()), op);
+    std::vector<float> blocking = contribution<float>(comm->rank(), 5);
+    comm->all_reduce(blocking.data(), 5, ReduceOp::sum);
+    comm->synchronize();
+    for (const std::vector<float>& g : got)
+      for (size_t j = 0; j < g.size(); ++j)
+        EXPECT_EQ(g[j], reduced<float>(op, comm->size(), int64_t(j))) << "n " << g.size() << " op " << int(op);
+    EXPECT_EQ(blocking[4], reduced<float>(ReduceOp::sum, comm->size(), 4));
+  }
+}
+
 TEST(Collectives, AllReduceDouble) {
   auto comm = test::world_communicator();
   check_all_reduce<double>(*comm);

@@ -57,6 +57,12 @@ const NormSiteOffsets& LlamaLayout::site(int s) const {
   return s % 2 == 0 ? layers[s / 2].attn_norm : layers[s / 2].ffn_norm;
 }
 
+std::pair<int64_t, int64_t> LlamaLayout::layer_range(int i) const {
+  const auto first = [](const NormSiteOffsets& s) { return s.alpha >= 0 ? s.alpha : s.weight; };
+  const int64_t end = i + 1 < cfg.n_layers ? first(layers[i + 1].attn_norm) : first(final_norm);
+  return {first(layers[i].attn_norm), end};
+}
+
 bool LlamaLayout::fused_qkv() const {
   const int64_t q = int64_t(heads) * cfg.head_dim() * cfg.dim, kv = int64_t(kv_heads) * cfg.head_dim() * cfg.dim;
   for (const LayerOffsets& l : layers)

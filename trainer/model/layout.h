@@ -7,7 +7,9 @@
 // contiguous in memory when their sizes are multiples of 64; fused_qkv() and fused_gate_up() say whether they are.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "trainer/config/config.h"
@@ -25,6 +27,10 @@ struct LayerOffsets {
   int64_t wq = -1, wk = -1, wv = -1, wo = -1, w_gate = -1, w_up = -1, w_down = -1;
 };
 
+// Called by a model's backward pass with the flat range [begin, end) of parameters whose gradients it has finished,
+// so their data-parallel reduction can run behind the rest of the backward pass.
+using GradsReady = std::function<void(int64_t begin, int64_t end)>;
+
 // The norm sites in metrics order: layer 0 attn, layer 0 ffn, layer 1 attn, ..., final.
 inline int n_norm_sites(const ModelConfig& cfg) { return 2 * cfg.n_layers + 1; }
 
@@ -38,6 +44,9 @@ struct LlamaLayout {
   void init(float* params, uint64_t seed) const;
 
   const NormSiteOffsets& site(int s) const;  // metrics order
+  // Layer i's tensors (norms and matrices, alignment gaps included) as one flat range [begin, end): complete once the
+  // backward pass has gone through layer i. The rest (embedding, final norm, LM head) lies outside every layer range.
+  std::pair<int64_t, int64_t> layer_range(int i) const;
   bool fused_qkv() const;                    // wq, wk, wv contiguous
   bool fused_gate_up() const;                // w_gate, w_up contiguous
 

@@ -44,6 +44,10 @@ class LlamaModel {
 
   void zero_grad();
 
+  // Called by backward() with each layer's gradient range as soon as that layer is done; nullptr: none.
+  void set_grads_ready(GradsReady hook) { grads_ready_ = std::move(hook); }
+  const LlamaLayout& layout() const { return layout_; }
+
   // Per-token losses (B, T) of the last forward pass.
   const std::vector<float>& token_losses() const { return losses_; }
 
@@ -82,6 +86,7 @@ class LlamaModel {
   int tp_rank_ = 0, tp_size_ = 1;
   LlamaLayout layout_;
   std::vector<float> params_, grads_;
+  GradsReady grads_ready_;
   double calibrate_c_ = 0.0;  // > 0 only inside calibrate_alphas()
 
   // Activations of the last forward pass, sized for (B_, T_).

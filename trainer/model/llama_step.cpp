@@ -186,6 +186,10 @@ void LlamaModel::backward(float loss_weight) {
     cpu::matmul_backward(d_n_.data(), G + l.wv, d_v_.data(), a.n_attn.data(), P + l.wv, BT, C, HKV * D);
     copy_to_tp_region_backward(*tp_, d_n_.data(), BT * C);
     norm_backward(d_res_.data(), d_n_.data(), a.x_in.data(), a.rstd_attn.data(), l.attn_norm, BT);
+    if (grads_ready_) {
+      const auto [begin, end] = layout_.layer_range(i);
+      grads_ready_(begin, end);
+    }
   }
 
   float* d_scale = layout_.embed_scale >= 0 ? G + layout_.embed_scale : nullptr;

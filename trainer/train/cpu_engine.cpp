@@ -1,6 +1,7 @@
 // The CPU engine: the fp32 reference model (trainer/model/llama.h) in host memory, gradients reduced over the mesh's
 // MPI communicators, AdamW on the host (optionally ZeRO-1 sharded over dp, see grad_sync.h).
 #include <cmath>
+#include <optional>
 #include <vector>
 
 #include "trainer/model/llama.h"
@@ -33,11 +34,24 @@ class CpuEngine final : public Engine {
       if (s.group == ParamGroup::dyt_alpha) mesh_.world->broadcast(model_.params().data() + s.offset, sizeof(float), 0);
   }
 
-  void zero_grad() override { model_.zero_grad(); }
+  void zero_grad() override {
+    model_.zero_grad();
+    micro_ = 0;
+  }
   float forward(const int32_t* tokens, int B, int T, cpu::SiteMoments* moments) override {
     return model_.forward(tokens, B, T, moments);
   }
-  void backward(float loss_weight) override { model_.backward(loss_weight); }
+  // The last micro-batch's backward starts each layer's dp average as soon as the layer is done (grad_sync.h).
+  void backward(float loss_weight) override {
+    const bool last = ++micro_ == cfg_.train.grad_accum;
+    if (last && mesh_.dp > 1 && !cfg_.parallel.zero1) {
+      average_.emplace(*mesh_.dp_group, model_.grads().data(), model_.table().total(),
+                       int64_t(cfg_.parallel.bucket_mb) << 18);
+      model_.set_grads_ready([this](int64_t begin, int64_t end) { average_->start(begin, end); });
+    }
+    model_.backward(loss_weight);
+    model_.set_grads_ready(nullptr);
+  }
 
   // Gradients -> dp average (or ZeRO-1 reduce-scatter) -> global norm -> clip -> AdamW.
   double update(double lr_factor) override {
@@ -49,8 +63,11 @@ class CpuEngine final : public Engine {
       grad_shard_.resize(zero_range_.end - zero_range_.begin);
       reduce_scatter_gradients(*mesh_.dp_group, grad_shard_.data(), padded_, grads.data(), n, zero_range_);
       range_grads = grad_shard_.data();
-    } else {
-      average_gradients(*mesh_.dp_group, grads.data(), n, int64_t(cfg_.parallel.bucket_mb) << 18);
+    } else if (mesh_.dp > 1) {
+      if (!average_)  // backward() ran fewer times than grad_accum: nothing started yet
+        average_.emplace(*mesh_.dp_group, grads.data(), n, int64_t(cfg_.parallel.bucket_mb) << 18);
+      average_->finish();
+      average_.reset();
     }
     // Squares of this rank's range, each element of the whole model counted once over the tp group (and, with
     // ZeRO-1, over the dp group whose ranges partition the buffer).
@@ -95,6 +112,8 @@ class CpuEngine final : public Engine {
   ShardRange zero_range_;  // this rank's optimizer range (the whole buffer without ZeRO-1)
   AdamW optim_;
   std::vector<float> grad_shard_, padded_;  // ZeRO-1 scratch
+  int micro_ = 0;                           // backward passes since zero_grad()
+  std::optional<OverlappedGradAverage> average_;  // this step's dp average, started by the last backward
 };
 
 }  // namespace

@@ -2,13 +2,16 @@
 // averaged over the dp group by NCCL, the global norm and one fused AdamW over the whole flat buffer on the device
 // (fp32 master weights and moments, the bf16 copy rewritten in the same pass).
 //
-// The step's only host round trip is the grad norm (one double), which the clip factor and the metrics need. NCCL runs
-// on its communicator's stream; events order it after the backward pass and the optimizer after it.
+// The step's only host round trips are the loss (per micro-batch) and the grad norm, which the clip factor and the
+// metrics need. With dp > 1 the last micro-batch's backward starts each layer's NCCL average as soon as the layer is
+// queued (an event orders the NCCL stream after it), so the reductions run behind the rest of the backward pass;
+// update() starts what no layer covered (embedding, final norm, LM head) and waits for all (grad_sync.h).
 // Checkpoints go through host copies of the parameters and moments, so the files and the cross-layout logic are those
 // of the CPU engine (distributed_checkpoint.h).
 //
 // Not yet on the GPU: tensor parallelism (tp > 1) and ZeRO-1; make_cuda_engine refuses them with a message.
 #include <cmath>
+#include <optional>
 #include <stdexcept>
 #include <vector>
 
@@ -23,6 +26,7 @@
 #include "trainer/optim/adamw.h"
 #include "trainer/train/distributed_checkpoint.h"
 #include "trainer/train/engine.h"
+#include "trainer/train/grad_sync.h"
 
 namespace dytrain {
 namespace {
@@ -119,24 +123,38 @@ class CudaEngine final : public Engine {
     model_.upload_params(host.data());
   }
 
-  void zero_grad() override { model_.zero_grad(); }
+  void zero_grad() override {
+    model_.zero_grad();
+    micro_ = 0;
+  }
   float forward(const int32_t* tokens, int B, int T, cpu::SiteMoments* moments) override {
     return model_.forward(tokens, B, T, moments);
   }
-  void backward(float loss_weight) override { model_.backward(loss_weight); }
+  void backward(float loss_weight) override {
+    const bool last = ++micro_ == cfg_.train.grad_accum;
+    if (last && dp_) {
+      average_.emplace(*dp_, model_.grads(), model_.table().total(), int64_t(cfg_.parallel.bucket_mb) << 18);
+      model_.set_grads_ready([this](int64_t begin, int64_t end) {
+        grads_ready_.order(stream_, dp_stream_);
+        average_->start(begin, end);
+      });
+    }
+    model_.backward(loss_weight);
+    model_.set_grads_ready(nullptr);
+  }
 
   double update(double lr_factor) override {
     const int64_t n = model_.table().total();
     if (dp_) {
+      if (!average_) average_.emplace(*dp_, model_.grads(), n, int64_t(cfg_.parallel.bucket_mb) << 18);
       grads_ready_.order(stream_, dp_stream_);
-      dp_->all_reduce(model_.grads(), n, ReduceOp::avg);
-      reduced_.order(dp_stream_, stream_);
+      average_->finish();  // host-blocking: NCCL's synchronize() also surfaces a remote rank's error here
+      average_.reset();
     }
     cuda::sum_squares(norm_sq_, model_.grads(), n, norm_ws_, norm_ws_bytes_, stream_);
     double sq = 0.0;
     DYTRAIN_CUDA_CHECK(cudaMemcpyAsync(&sq, norm_sq_, sizeof(double), cudaMemcpyDeviceToHost, stream_));
     DYTRAIN_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    if (dp_) dp_->synchronize();  // surfaces a remote rank's NCCL error here rather than at the next collective
     const double grad_norm = std::sqrt(sq);
 
     ++t_;
@@ -193,7 +211,9 @@ class CudaEngine final : public Engine {
   LlamaModelCuda model_;
   std::unique_ptr<Communicator> dp_;  // the dp group over NCCL (device buffers), when dp > 1
   cudaStream_t dp_stream_ = nullptr;  // its stream
-  CudaEvent grads_ready_, reduced_;
+  CudaEvent grads_ready_;  // orders the NCCL stream after the backward work queued so far
+  int micro_ = 0;          // backward passes since zero_grad()
+  std::optional<OverlappedGradAverage> average_;  // this step's dp average, started by the last backward
   cuda::DeviceArena arena_;
   std::map<std::string, size_t> bytes_;
   float* m_ = nullptr;  // (n) AdamW moments, laid out like the parameters

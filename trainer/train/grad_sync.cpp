@@ -6,10 +6,23 @@
 
 namespace dytrain {
 
-void average_gradients(Communicator& dp, float* grads, int64_t n, int64_t bucket_elems) {
-  if (dp.size() == 1) return;
-  for (int64_t begin = 0; begin < n; begin += bucket_elems)
-    dp.all_reduce(grads + begin, std::min(bucket_elems, n - begin), ReduceOp::avg);
+void OverlappedGradAverage::start(int64_t begin, int64_t end) {
+  started_.emplace_back(begin, end);
+  for (int64_t b = begin; b < end; b += bucket_elems_)
+    dp_.all_reduce_start(grads_ + b, std::min(bucket_elems_, end - b), ReduceOp::avg);
+}
+
+void OverlappedGradAverage::finish() {
+  std::vector<std::pair<int64_t, int64_t>> done = started_;
+  std::sort(done.begin(), done.end());
+  int64_t cursor = 0;
+  for (const auto& [begin, end] : done) {
+    if (cursor < begin) start(cursor, begin);
+    cursor = std::max(cursor, end);
+  }
+  if (cursor < n_) start(cursor, n_);
+  dp_.synchronize();
+  started_.clear();
 }
 
 ShardRange shard_range(int64_t n, int parts, int rank) {

@@ -5,10 +5,13 @@
 // rank receives the average of its range only), AdamW updates only that range from moments sized to it, and the
 // updated ranges are all-gathered back into every rank's parameters.
 //
-// The MPI backend is blocking, so on CPU the all-reduce does not overlap the backward pass; buckets bound the size
-// of a single collective.
+// Without ZeRO-1 the average overlaps the backward pass where the backend allows (OverlappedGradAverage): the model
+// reports each layer's range as soon as the last micro-batch's backward has finished it, and its all-reduce starts
+// then, in buckets that bound the size of a single collective. NCCL runs them behind the backward pass on its own
+// stream; MPI's non-blocking collectives progress mostly when they are waited for.
 #pragma once
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "parallel/comm.h"
@@ -16,8 +19,21 @@
 
 namespace dytrain {
 
-// grads (n) = their average over the dp group, in buckets of bucket_elems.
-void average_gradients(Communicator& dp, float* grads, int64_t n, int64_t bucket_elems);
+// grads (n) averaged over the dp group range by range: start() for ranges whose gradients are final, finish() for
+// everything not started yet, then waits until every range holds its average. One instance per step.
+class OverlappedGradAverage {
+ public:
+  OverlappedGradAverage(Communicator& dp, float* grads, int64_t n, int64_t bucket_elems)
+      : dp_(dp), grads_(grads), n_(n), bucket_elems_(bucket_elems) {}
+  void start(int64_t begin, int64_t end);  // [begin, end) of grads; ranges must not overlap
+  void finish();
+
+ private:
+  Communicator& dp_;
+  float* grads_;
+  int64_t n_, bucket_elems_;
+  std::vector<std::pair<int64_t, int64_t>> started_;
+};
 
 // This rank's range [begin, end) of a flat buffer of n elements split over `parts` ranks in equal, padded blocks.
 struct ShardRange {

@@ -185,3 +185,44 @@ TEST(Llama, CalibratedAlphaIsCOverTheInputStd) {
 
 }  // namespace
 }  // namespace dytrain
+
+namespace dytrain {
+namespace {
+
+TEST(Llama, GradsReadyReportsEachLayerWhenItsGradientIsFinal) {
+  // The hook behind the overlapped dp average (grad_sync.h): layer by layer from the last, each range's gradient
+  // must already be what it is at the end of the backward pass.
+  const ModelConfig cfg = tiny(NormKind::dyt, true, false, 2);
+  LlamaModel m(cfg);
+  m.init(3);
+  const std::vector<int32_t> tokens = random_tokens(2, 8, cfg.vocab_size, 5);
+  m.forward(tokens.data(), 2, 8, nullptr);
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  std::vector<std::vector<float>> at_call;
+  m.set_grads_ready([&](int64_t begin, int64_t end) {
+    ranges.emplace_back(begin, end);
+    at_call.emplace_back(m.grads().begin() + begin, m.grads().begin() + end);
+  });
+  m.backward(1.0f);
+  ASSERT_EQ(ranges.size(), size_t(cfg.n_layers));
+  for (int k = 0; k < cfg.n_layers; ++k) {
+    const int layer = cfg.n_layers - 1 - k;
+    EXPECT_EQ(ranges[k], m.layout().layer_range(layer));
+    const std::vector<float> final_grads(m.grads().begin() + ranges[k].first, m.grads().begin() + ranges[k].second);
+    EXPECT_EQ(at_call[k], final_grads) << "layer " << layer;
+  }
+  // The ranges hold exactly the layer tensors: every tensor of layer i lies in layer_range(i), nothing else does.
+  for (const ParamSpec& s : m.table().specs()) {
+    int inside = -1;
+    for (int i = 0; i < cfg.n_layers; ++i) {
+      const auto [b, e] = m.layout().layer_range(i);
+      if (s.offset >= b && s.offset + s.numel <= e) inside = i;
+    }
+    const bool layer_tensor = s.name.rfind("model.layers.", 0) == 0;
+    EXPECT_EQ(inside >= 0, layer_tensor) << s.name;
+    if (layer_tensor) EXPECT_EQ(s.name.rfind("model.layers." + std::to_string(inside) + ".", 0), 0u) << s.name;
+  }
+}
+
+}  // namespace
+}  // namespace dytrain

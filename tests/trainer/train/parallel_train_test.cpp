@@ -90,17 +90,21 @@ class ParallelTrainTest : public ::testing::Test {
 
 TEST_F(ParallelTrainTest, LayoutsFollowTheSingleProcessRun) {
   // dp ranks each read micro_batch windows; the single-process control reads the same global batch of windows
-  // (dealt round-robin to the dp ranks) as grad_accum micro-batches of its own.
+  // (dealt round-robin to the dp ranks) as grad_accum micro-batches of its own. dp2_tp2_accum2 has the dp average
+  // started layer by layer inside the last micro-batch's backward, between the tp all-reduces (grad_sync.h).
   ASSERT_EQ(run(0, "single", ""), 0);
   ASSERT_EQ(run(0, "single_accum2", "--set train.grad_accum=2"), 0);
+  ASSERT_EQ(run(0, "single_accum4", "--set train.grad_accum=4"), 0);
   ASSERT_EQ(run(2, "tp2", "--set parallel.tp=2"), 0);
   ASSERT_EQ(run(2, "dp2", ""), 0);
   ASSERT_EQ(run(2, "dp2_zero1", "--set parallel.zero1=true"), 0);
   ASSERT_EQ(run(4, "dp2_tp2_zero1", "--set parallel.tp=2 --set parallel.zero1=true"), 0);
+  ASSERT_EQ(run(4, "dp2_tp2_accum2", "--set parallel.tp=2 --set train.grad_accum=2"), 0);
   expect_same_trajectory("single", "tp2");
   expect_same_trajectory("single_accum2", "dp2");
   expect_same_trajectory("single_accum2", "dp2_zero1");
   expect_same_trajectory("single_accum2", "dp2_tp2_zero1");
+  expect_same_trajectory("single_accum4", "dp2_tp2_accum2");
 }
 
 TEST_F(ParallelTrainTest, CheckpointMovesBetweenLayouts) {

@@ -56,6 +56,11 @@ class LlamaModelCuda {
   void backward(float loss_weight);
   void zero_grad();
 
+  // Called by backward() with each layer's gradient range once that layer's backward work is queued on stream();
+  // nullptr: none. The callee orders its own work after it (an event on stream()).
+  void set_grads_ready(GradsReady hook) { grads_ready_ = std::move(hook); }
+  const LlamaLayout& layout() const { return layout_; }
+
   const std::vector<float>& token_losses() const { return losses_host_; }
   const ModelConfig& config() const { return layout_.cfg; }
   const ParamTable& table() const { return layout_.table; }
@@ -90,6 +95,7 @@ class LlamaModelCuda {
                      bool accumulate);
 
   LlamaLayout layout_;
+  GradsReady grads_ready_;
   cudaStream_t stream_;
   std::unique_ptr<cuda::Blas> blas_;
 

@@ -130,6 +130,10 @@ void LlamaModelCuda::backward(float loss_weight) {
     cuda::rope_backward(dk, rope_cos_, rope_sin_, B, T, HKV, int(D), QKV, stream_);
     cuda::matmul_backward(blas, d_n_, G + l.wq, d_qkv_, a.n_attn, W + l.wq, BT, C, QKV);
     norm_backward(d_res_, d_n_, x_[i], a.rstd_attn, l.attn_norm, /*accumulate=*/true);
+    if (grads_ready_) {
+      const auto [begin, end] = layout_.layer_range(i);
+      grads_ready_(begin, end);
+    }
   }
 
   const float* scale = layout_.embed_scale >= 0 ? P + layout_.embed_scale : one_;
