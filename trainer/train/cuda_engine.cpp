@@ -66,17 +66,30 @@ class CudaEvent {
   cudaEvent_t event_ = nullptr;
 };
 
-cudaStream_t make_stream(int device) {
-  DYTRAIN_CUDA_CHECK(cudaSetDevice(device));
-  cudaStream_t s = nullptr;
-  DYTRAIN_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-  return s;
-}
+// The engine's compute stream on `device` (made current). A member declared before the model, so it outlives
+// everything that queues on it.
+class CudaStream {
+ public:
+  explicit CudaStream(int device) {
+    DYTRAIN_CUDA_CHECK(cudaSetDevice(device));
+    DYTRAIN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  }
+  ~CudaStream() {
+    cudaStreamSynchronize(stream_);
+    cudaStreamDestroy(stream_);
+  }
+  CudaStream(const CudaStream&) = delete;
+  CudaStream& operator=(const CudaStream&) = delete;
+  operator cudaStream_t() const { return stream_; }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+};
 
 class CudaEngine final : public Engine {
  public:
   CudaEngine(const Config& cfg, Mesh& mesh)
-      : cfg_(cfg), mesh_(mesh), device_(mesh.local_rank), stream_(make_stream(device_)), model_(cfg.model, stream_) {
+      : cfg_(cfg), mesh_(mesh), device_(mesh.local_rank), stream_(device_), model_(cfg.model, stream_) {
     if (mesh.dp > 1) {
 #if DYTRAIN_HAVE_NCCL
       auto nccl = make_nccl_communicator(*mesh.dp_group, device_);
@@ -102,11 +115,6 @@ class CudaEngine final : public Engine {
     DYTRAIN_CUDA_CHECK(cudaMemsetAsync(m_, 0, n * sizeof(float), stream_));
     DYTRAIN_CUDA_CHECK(cudaMemsetAsync(v_, 0, n * sizeof(float), stream_));
     model_.plan_activations(cfg.train.micro_batch, cfg.train.seq_len);  // the whole memory plan, before step 1
-  }
-
-  ~CudaEngine() override {
-    cudaStreamSynchronize(stream_);
-    cudaStreamDestroy(stream_);
   }
 
   const char* device_name() const override { return "cuda"; }
@@ -207,7 +215,7 @@ class CudaEngine final : public Engine {
   Config cfg_;
   Mesh& mesh_;
   int device_;
-  cudaStream_t stream_;
+  CudaStream stream_;
   LlamaModelCuda model_;
   std::unique_ptr<Communicator> dp_;  // the dp group over NCCL (device buffers), when dp > 1
   cudaStream_t dp_stream_ = nullptr;  // its stream
