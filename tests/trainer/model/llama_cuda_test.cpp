@@ -7,7 +7,6 @@
 // as a whole (L2), ~0.5% in the loss. The bounds below are 2-4x that: wide enough for bf16, far below the error of
 // any wrong index, transposition or missing term (which is O(1), tested by perturbing the reference).
 #include <cmath>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -15,13 +14,14 @@
 #include <gtest/gtest.h>
 
 #include "kernels/cuda/check.h"
+#include "tests/trainer/model/model_test_util.h"
 #include "trainer/model/cuda/llama_cuda.h"
 #include "trainer/model/llama.h"
 
 namespace dytrain {
 namespace {
 
-class LlamaCuda : public testing::Test {
+class LlamaCuda : public ::testing::Test {
  protected:
   void SetUp() override {
     int count = 0;
@@ -34,30 +34,17 @@ class LlamaCuda : public testing::Test {
   cudaStream_t stream_ = nullptr;
 };
 
+using testing::random_tokens;
+
+// tiny_model widened to sizes the fused GPU layout takes (q/k/v and gate/up blocks of 64-element multiples).
 ModelConfig small(NormKind norm, bool bias, bool tie) {
-  ModelConfig m;
+  ModelConfig m = testing::tiny_model(norm, bias, tie, /*kv_heads=*/2);
   m.vocab_size = 250;
   m.dim = 64;
-  m.n_layers = 2;
-  m.n_heads = 4;
-  m.n_kv_heads = 2;
   m.ffn_dim = 128;
   m.max_seq_len = 64;
-  m.norm = norm;
-  m.dyt_bias = bias;
-  m.tie_embeddings = tie;
-  m.alpha_attn = 1.0;
-  m.alpha_ffn = 0.5;
-  m.alpha_final = 0.7;
-  m.init_std = 0.1;  // larger than LLaMA's 0.02 so every branch moves the loss
+  m.init_std = 0.1;
   return m;
-}
-
-std::vector<int32_t> random_tokens(int B, int T, int V, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> t(size_t(B) * (T + 1));
-  for (auto& x : t) x = int32_t(rng() % V);
-  return t;
 }
 
 std::vector<float> download(const float* device, int64_t n) {
@@ -81,7 +68,7 @@ struct Case {
   bool bias, tie;
 };
 
-class LlamaCudaMatchesCpu : public LlamaCuda, public testing::WithParamInterface<Case> {};
+class LlamaCudaMatchesCpu : public LlamaCuda, public ::testing::WithParamInterface<Case> {};
 
 TEST_P(LlamaCudaMatchesCpu, LossGradientsAndMoments) {
   const Case c = GetParam();
@@ -115,9 +102,9 @@ TEST_P(LlamaCudaMatchesCpu, LossGradientsAndMoments) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, LlamaCudaMatchesCpu,
-                         testing::Values(Case{NormKind::dyt, false, false}, Case{NormKind::dyt, true, true},
+                         ::testing::Values(Case{NormKind::dyt, false, false}, Case{NormKind::dyt, true, true},
                                          Case{NormKind::rmsnorm, false, false}),
-                         [](const testing::TestParamInfo<Case>& info) {
+                         [](const ::testing::TestParamInfo<Case>& info) {
                            return std::string(to_string(info.param.norm)) + (info.param.bias ? "_bias" : "") +
                                   (info.param.tie ? "_tied" : "");
                          });

@@ -8,36 +8,16 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/trainer/model/model_test_util.h"
 #include "trainer/model/llama.h"
 
 namespace dytrain {
 namespace {
 
-ModelConfig tiny(NormKind norm, bool bias, bool tie, int kv_heads) {
-  ModelConfig m;
-  m.vocab_size = 37;
-  m.dim = 16;
-  m.n_layers = 2;
-  m.n_heads = 4;
-  m.n_kv_heads = kv_heads;
-  m.ffn_dim = 24;
-  m.max_seq_len = 16;
-  m.norm = norm;
-  m.dyt_bias = bias;
-  m.tie_embeddings = tie;
-  m.alpha_attn = 1.0;
-  m.alpha_ffn = 0.5;
-  m.alpha_final = 0.7;
-  // Larger than LLaMA's 0.02 so every branch contributes visibly to the loss and its gradient.
-  m.init_std = 0.2;
-  return m;
-}
+using testing::random_tokens;
 
-std::vector<int32_t> random_tokens(int B, int T, int V, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> t(size_t(B) * (T + 1));
-  for (auto& x : t) x = int32_t(rng() % V);
-  return t;
+ModelConfig tiny(NormKind norm, bool bias, bool tie, int kv_heads) {
+  return testing::tiny_model(norm, bias, tie, kv_heads);
 }
 
 TEST(Llama, ParameterNamesFollowHuggingFace) {

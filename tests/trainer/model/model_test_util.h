@@ -1,0 +1,40 @@
+// The small models and token batches the CPU and GPU model tests share.
+#pragma once
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "trainer/config/config.h"
+
+namespace dytrain::testing {
+
+// 2 layers, 4 query heads, the paper's separate alpha0 per site (1.0 attn, 0.5 ffn, 0.7 final). init_std 0.2, larger
+// than LLaMA's 0.02, so every branch contributes visibly to the loss and its gradient.
+inline ModelConfig tiny_model(NormKind norm, bool bias, bool tie, int kv_heads) {
+  ModelConfig m;
+  m.vocab_size = 37;
+  m.dim = 16;
+  m.n_layers = 2;
+  m.n_heads = 4;
+  m.n_kv_heads = kv_heads;
+  m.ffn_dim = 24;
+  m.max_seq_len = 16;
+  m.norm = norm;
+  m.dyt_bias = bias;
+  m.tie_embeddings = tie;
+  m.alpha_attn = 1.0;
+  m.alpha_ffn = 0.5;
+  m.alpha_final = 0.7;
+  m.init_std = 0.2;
+  return m;
+}
+
+// tokens (B, T+1) uniform over [0, V).
+inline std::vector<int32_t> random_tokens(int B, int T, int V, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> t(size_t(B) * (T + 1));
+  for (auto& x : t) x = int32_t(rng() % V);
+  return t;
+}
+
+}  // namespace dytrain::testing
