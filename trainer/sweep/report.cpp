@@ -116,12 +116,12 @@ std::optional<AlphaFit> fit_alpha(const std::vector<WidthBest>& best) {
 
 std::string points_csv(const std::vector<PointResult>& points) {
   std::string s =
-      "name,panel,width,norm,alpha_attn,alpha_ffn,alpha_final,beta2,lr,seed,status,steps,max_steps,train_loss,"
+      "name,panel,width,norm,alpha_attn,alpha_ffn,alpha_final,beta2,eps,lr,seed,status,steps,max_steps,train_loss,"
       "val_loss\n";
   for (const auto& p : points)
-    s += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", p.name, p.panel, p.width, p.norm,
+    s += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", p.name, p.panel, p.width, p.norm,
                      format_number(p.alpha_attn), format_number(p.alpha_ffn), format_number(p.alpha_final),
-                     format_number(p.beta2), format_number(p.lr), p.seed, p.status, p.steps, p.max_steps,
+                     format_number(p.beta2), format_number(p.eps), format_number(p.lr), p.seed, p.status, p.steps, p.max_steps,
                      csv_number(p.train_loss), csv_number(p.val_loss));
   return s;
 }
@@ -171,8 +171,8 @@ std::string report_markdown(const std::vector<PointResult>& points, const Report
         panels.push_back(p.panel);
     for (const auto& name : panels) {
       const auto panel = select(points, [&](const PointResult& p) { return p.panel == name; });
-      s << "\n### " << name << fmt::format(" (beta2 {}, lr {})\n\n", format_number(panel[0]->beta2),
-                                           format_number(panel[0]->lr));
+      s << "\n### " << name << fmt::format(" (beta2 {}, eps {}, lr {})\n\n", format_number(panel[0]->beta2),
+                                           format_number(panel[0]->eps), format_number(panel[0]->lr));
       panel_table(s, panel);
       if (const PointResult* b = best_point(panel))
         s << fmt::format("\nBest: alpha_attn {}, alpha_ffn {} ({} loss {:.4f}).\n", format_number(b->alpha_attn),

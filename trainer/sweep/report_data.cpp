@@ -29,6 +29,7 @@ PointResult read_point(const fs::path& dir, int smooth_k) {
   p.alpha_ffn = c.model.alpha_ffn;
   p.alpha_final = c.model.alpha_final;
   p.beta2 = c.optim.beta2;
+  p.eps = c.optim.eps;
   p.lr = c.optim.lr;
   p.seed = c.train.seed;
   p.max_steps = c.train.max_steps;
@@ -44,10 +45,11 @@ PointResult read_point(const fs::path& dir, int smooth_k) {
 
 // Panel keys: the axes that vary across the sweep, besides alpha_attn and alpha_ffn.
 void assign_panels(std::vector<PointResult>* points) {
-  std::set<double> lrs;
+  std::set<double> epss, lrs;
   std::set<uint64_t> seeds;
   bool untied_final = false;
   for (const auto& p : *points) {
+    epss.insert(p.eps);
     lrs.insert(p.lr);
     seeds.insert(p.seed);
     untied_final |= p.norm == "dyt" && p.alpha_final != p.alpha_ffn;
@@ -56,6 +58,7 @@ void assign_panels(std::vector<PointResult>* points) {
     p.panel = fmt::format("w{}", p.width);
     if (p.norm != "dyt") p.panel += "_" + p.norm;
     p.panel += "_b2-" + format_number(p.beta2);
+    if (epss.size() > 1) p.panel += "_eps" + format_number(p.eps);
     if (lrs.size() > 1) p.panel += "_lr" + format_number(p.lr);
     if (seeds.size() > 1) p.panel += fmt::format("_s{}", p.seed);
     if (untied_final && p.norm == "dyt") p.panel += "_afin" + format_number(p.alpha_final);

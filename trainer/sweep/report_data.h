@@ -6,7 +6,7 @@
 // - Final train loss = mean of the last k logged losses (default k = 5): one logged step is noisy, a mean over the
 //   end of the run is what a loss curve shows. Validation loss = the last val_loss logged.
 // - Points are grouped into panels: all points that share every axis but alpha_attn and alpha_ffn (width, beta2,
-//   lr, seed, and alpha_final when it is not tied to alpha_ffn). A panel is one alpha_attn x alpha_ffn table and
+//   eps, lr, seed, and alpha_final when it is not tied to alpha_ffn). A panel is one alpha_attn x alpha_ffn table and
 //   one heatmap.
 // - "Best" ranks by validation loss when every candidate has one, else by train loss; diverged, failed and
 //   unfinished points are never best.
@@ -30,7 +30,7 @@ struct SiteCorrelation {
 struct PointResult {
   std::string name, status;       // status: done | diverged | failed | interrupted | running | unknown
   int width = 0;
-  double alpha_attn = 0, alpha_ffn = 0, alpha_final = 0, beta2 = 0, lr = 0;
+  double alpha_attn = 0, alpha_ffn = 0, alpha_final = 0, beta2 = 0, eps = 0, lr = 0;
   std::string norm;
   uint64_t seed = 0;
   int64_t steps = 0, max_steps = 0;  // last logged step, configured steps

@@ -17,7 +17,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // Axis keys in grid order (outermost first), which is also the order of their parts in a point name.
-const char* const kAxes[] = {"width", "norm", "alpha_attn", "alpha_ffn", "alpha_final", "beta2", "lr", "seed"};
+const char* const kAxes[] = {"width", "norm", "alpha_attn", "alpha_ffn", "alpha_final", "beta2", "eps", "lr", "seed"};
 
 class SpecReader {
  public:
@@ -68,6 +68,7 @@ class SpecReader {
       if (key == "alpha_ffn") axes->alpha_ffn = x;
       if (key == "alpha_final") axes->alpha_final = x;
       if (key == "beta2") axes->beta2 = x;
+      if (key == "eps") axes->eps = x;
       if (key == "lr") axes->lr = x;
     }
   }
@@ -143,6 +144,7 @@ std::vector<std::string> point_overrides(const SweepSpec& spec, const Config& ba
   if (a.alpha_final || a.alpha_ffn)
     o.push_back(set_flag("model.alpha_final", format_number(a.alpha_final ? *a.alpha_final : *a.alpha_ffn)));
   if (a.beta2) o.push_back(set_flag("optim.beta2", format_number(*a.beta2)));
+  if (a.eps) o.push_back(set_flag("optim.eps", format_number(*a.eps)));
   if (a.lr) {
     // min_lr keeps its ratio to the peak lr, so every lr of the axis sees the same schedule shape.
     o.push_back(set_flag("optim.lr", format_number(*a.lr)));
@@ -213,6 +215,7 @@ std::string point_name(const PointAxes& a) {
   if (a.alpha_ffn) parts.push_back("af" + format_number(*a.alpha_ffn));
   if (a.alpha_final) parts.push_back("afin" + format_number(*a.alpha_final));
   if (a.beta2) parts.push_back("b2-" + format_number(*a.beta2));
+  if (a.eps) parts.push_back("eps" + format_number(*a.eps));
   if (a.lr) parts.push_back("lr" + format_number(*a.lr));
   if (a.seed) parts.push_back(fmt::format("s{}", *a.seed));
   std::string name;

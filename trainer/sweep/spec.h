@@ -34,7 +34,7 @@ struct WidthShape {
 // Axis values of one point. Unset optionals keep the base config's value and stay out of the name.
 struct PointAxes {
   std::optional<int> width;
-  std::optional<double> alpha_attn, alpha_ffn, alpha_final, beta2, lr;
+  std::optional<double> alpha_attn, alpha_ffn, alpha_final, beta2, eps, lr;  // eps: AdamW's
   std::optional<std::string> norm;  // dyt | rmsnorm
   std::optional<long long> seed;
 };

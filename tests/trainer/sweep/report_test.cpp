@@ -13,6 +13,7 @@
 #include "trainer/sweep/fit.h"
 #include "trainer/sweep/report.h"
 #include "trainer/sweep/report_data.h"
+#include "trainer/sweep/spec.h"
 
 namespace dytrain {
 namespace {
@@ -126,6 +127,18 @@ TEST_F(ReportTest, BestSkipsDivergedAndFitRecoversTheLaw) {
   EXPECT_NE(text.str().find("diverged"), std::string::npos);
   EXPECT_TRUE(fs::exists(sweep() + "/report/points.csv"));
   EXPECT_TRUE(fs::exists(sweep() + "/report/alpha_inv_std_corr.csv"));
+}
+
+TEST_F(ReportTest, AnEpsAxisSplitsThePanels) {
+  Config c = load_config(dir_.file("base.yaml"));
+  c.model.dim = 32;
+  c.optim.eps = 0.01;
+  add_point("w32_eps0.01", c, 3.0, "done");
+  const auto points = collect_results(sweep(), 5);
+  ASSERT_EQ(points.size(), 14u);
+  for (const auto& p : points)
+    EXPECT_EQ(p.panel, fmt::format("w{}_b2-{}_eps{}", p.width, format_number(p.beta2), p.eps == 0.01 ? "0.01" : "1e-08"))
+        << p.name;
 }
 
 TEST_F(ReportTest, NoPointsIsAnInputError) {

@@ -87,6 +87,16 @@ TEST_F(SpecTest, LrAxisKeepsTheMinLrRatio) {
   EXPECT_DOUBLE_EQ(c.optim.min_lr, 0.001);  // base 3e-4 / 3e-3 = 0.1 of the peak
 }
 
+TEST_F(SpecTest, EpsAxisSetsAdamWEps) {
+  const SweepSpec s = load("grid: {beta2: 0.95, eps: [1.0e-8, 0.01]}\n");
+  ASSERT_EQ(s.points.size(), 2u);
+  EXPECT_EQ(s.points[0].name, "b2-0.95_eps1e-08");
+  EXPECT_EQ(s.points[1].name, "b2-0.95_eps0.01");
+  EXPECT_EQ(resolved(s, s.points[0]).optim.eps, 1e-8);
+  EXPECT_EQ(resolved(s, s.points[1]).optim.eps, 0.01);
+  EXPECT_THROW(load("grid: {eps: [0, 1e-8]}\n"), ConfigError);  // AdamW's eps must be positive
+}
+
 TEST_F(SpecTest, WidthRuleWithFfnMultAndPerWidthShape) {
   const SweepSpec s = load(
       "width_rule: {head_dim: 8, ffn_mult: 2.5}\nper_width: {64: {n_layers: 1, n_heads: 2, ffn_dim: 96}}\n"
