@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # Everything that needs a GPU, in one call: build for the GPU, the CUDA kernel / model / training tests, the NCCL
 # communicator on one rank, the norm and training-throughput benchmarks, and a short real training run on the GPU.
-#   bash launch/gpu_check.sh OUT_DIR        (logs and figures land in OUT_DIR)
-# Napkin math: build ~3 min on 16 cores; the tests ~1 min; bench_norms ~20 s; bench_train 3 shapes x 13 steps, the
+#   bash launch/gpu_check.sh OUT_DIR        (OUT_DIR/gpu_check.tar.gz: every log and figure; a summary on stdout)
+# Napkin math: build (only these targets) ~3 min on 16 cores; the tests ~1 min; bench_norms ~20 s; bench_train 3 shapes x 13 steps, the
 # largest (d2048, ~950M params, 16K tokens/step at ~100K tok/s) ~0.2 s/step, ~1 min with set-up; the tiny run (300
 # steps of 2K tokens) well under a minute. Fits the device machine's 10-minute command limit with room to spare.
 # The training run reads data/prepared/austen/sp4096 (git-ignored: prepare it with launch/quickstart.sh, or copy it
 # along); it is skipped when absent.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=${1:?usage: launch/gpu_check.sh OUT_DIR}
-mkdir -p "$out"
+dest=${1:?usage: launch/gpu_check.sh OUT_DIR}
+# Logs are written here and packed into one archive: one file to copy off a remote GPU host.
+out=build-gpu/gpu_check
+rm -rf "$out" && mkdir -p "$out" "$dest"
+trap 'tar -czf "$dest/gpu_check.tar.gz" -C build-gpu gpu_check' EXIT
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu.txt" 2>&1
 
 echo "== build (Release, sm_90)"
 if ! { cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 &&
-       cmake --build build-gpu -j "$(nproc)"; } > "$out/build.log" 2>&1; then
+       cmake --build build-gpu -j "$(nproc)" --target dytrain test_kernels_cuda model_cuda_test cuda_train_test \
+         parallel_nccl_test dytrain_bench_norms dytrain_bench_train; } > "$out/build.log" 2>&1; then
   tail -40 "$out/build.log"
   exit 1
 fi
@@ -26,19 +30,20 @@ for t in tests/kernels/cuda/test_kernels_cuda tests/trainer/model/model_cuda_tes
          tests/parallel/parallel_nccl_test; do
   bin=build-gpu/$t
   [ -x "$bin" ] || { echo "missing $bin"; status=1; continue; }
-  "$bin" --gtest_brief=1 > "$out/$(basename "$t").log" 2>&1 || status=1
+  # A hung kernel must not eat the device call: each binary gets a few minutes at most.
+  timeout 180 "$bin" --gtest_brief=1 > "$out/$(basename "$t").log" 2>&1 || status=1
   echo "$(basename "$t"): $(grep -E '^\[ +(PASSED|FAILED|SKIPPED) +\] [0-9]+ test' "$out/$(basename "$t").log" | tr '\n' ' ')"
 done
 grep -h -A3 "Failure" "$out"/*.log | head -60
 
 echo "== benchmarks"
-build-gpu/bench/dytrain_bench_norms > "$out/bench_norms.txt" 2>&1; cat "$out/bench_norms.txt"
-build-gpu/bench/dytrain_bench_train > "$out/bench_train.txt" 2>&1; cat "$out/bench_train.txt"
+timeout 120 build-gpu/bench/dytrain_bench_norms > "$out/bench_norms.txt" 2>&1; cat "$out/bench_norms.txt"
+timeout 180 build-gpu/bench/dytrain_bench_train > "$out/bench_train.txt" 2>&1; cat "$out/bench_train.txt"
 
 if compgen -G "data/prepared/austen/sp4096/train_*.bin" > /dev/null; then
   echo "== tiny training run on the GPU (the quick start's recipe)"
   rm -rf build-gpu/runs/tiny-gpu
-  build-gpu/dytrain train configs/train/tiny.yaml --run-dir build-gpu/runs/tiny-gpu --set train.device=cuda \
+  timeout 120 build-gpu/dytrain train configs/train/tiny.yaml --run-dir build-gpu/runs/tiny-gpu --set train.device=cuda \
     > "$out/train_tiny_gpu.log" 2>&1 || { status=1; tail -5 "$out/train_tiny_gpu.log"; }
   cp build-gpu/runs/tiny-gpu/metrics.jsonl "$out/tiny_gpu_metrics.jsonl" 2>/dev/null
   grep -E "memory|step +(1|100|200|300)/|done" "$out/train_tiny_gpu.log"

@@ -156,5 +156,15 @@ TEST(SweepSpecShipped, AlphaWidthsExpands) {
   EXPECT_GT(s.points.size(), 100u);
 }
 
+TEST(SweepSpecShipped, AlphaWidthsGpuHas27DytPointsAndThreeBaselines) {
+  const SweepSpec s = load_sweep_spec(std::string(DYTRAIN_SOURCE_DIR) + "/configs/sweeps/alpha_widths_gpu.yaml");
+  ASSERT_EQ(s.points.size(), 30u);
+  EXPECT_EQ(std::count_if(s.points.begin(), s.points.end(),
+                          [](const SweepPoint& p) { return p.name.find("rmsnorm") != std::string::npos; }),
+            3);
+  // Every point must resolve to a valid config (width rule, vocab and data overrides together).
+  for (const auto& p : s.points) EXPECT_NO_THROW(load_config(s.base, p.overrides)) << p.name;
+}
+
 }  // namespace
 }  // namespace dytrain
