@@ -152,11 +152,15 @@ void init_plan(Plan& plan, cublasLtHandle_t handle, size_t workspace_bytes, cons
 
   cublasLtMatmulHeuristicResult_t result{};
   int returned = 0;
-  DYTRAIN_CUDA_CHECK(cublasLtMatmulAlgoGetHeuristic(handle, &plan.op, &plan.a, &plan.b, &plan.d, &plan.d, &pref, 1,
-                                                    &result, &returned));
-  if (returned == 0 || result.state != CUBLAS_STATUS_SUCCESS) {
+  // No algorithm usually comes back as the call's own CUBLAS_STATUS_NOT_SUPPORTED, so every failure names the problem.
+  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle, &plan.op, &plan.a, &plan.b, &plan.d, &plan.d,
+                                                               &pref, 1, &result, &returned);
+  if (status != CUBLAS_STATUS_SUCCESS || returned == 0 || result.state != CUBLAS_STATUS_SUCCESS) {
     const std::string statement = "cublasLtMatmulAlgoGetHeuristic found no algorithm for " + describe(p, g);
-    check_status(returned == 0 ? CUBLAS_STATUS_NOT_SUPPORTED : result.state, statement.c_str(), __FILE__, __LINE__);
+    check_status(status != CUBLAS_STATUS_SUCCESS ? status
+                 : returned == 0                 ? CUBLAS_STATUS_NOT_SUPPORTED
+                                                 : result.state,
+                 statement.c_str(), __FILE__, __LINE__);
   }
   plan.algo = result.algo;
 }

@@ -81,7 +81,7 @@ void check_cast(const std::vector<float>& inputs, size_t in_offset, size_t out_o
 using CudaCast = CudaTest;
 
 TEST_F(CudaCast, MatchesRoundToNearestEvenBitForBit) {
-  // 1 << 24 + 3 elements stride several times over the capped grid and leave a tail of 3.
+  // (1 << 24) + 3 elements: 8193 blocks of 8-element groups, one group per thread, and a tail of 3.
   for (size_t n :
        {size_t{1}, size_t{7}, size_t{8}, size_t{11}, size_t{13}, size_t{1000}, size_t{4099}, (size_t{1} << 24) + 3}) {
     SCOPED_TRACE("n=" + std::to_string(n));
