@@ -89,8 +89,11 @@ class DeviceBuffer {
 
   T* get() const { return ptr_; }
   size_t size() const { return n_; }
+  // cudaMemcpy from pageable memory may return before the DMA has landed; work queued on a non-blocking stream
+  // (NCCL's, the engine's) would not wait for it, so the upload ends with a device-wide sync.
   void upload(const std::vector<T>& host) {
     DYTRAIN_CUDA_CHECK(cudaMemcpy(ptr_, host.data(), n_ * sizeof(T), cudaMemcpyHostToDevice));
+    DYTRAIN_CUDA_CHECK(cudaDeviceSynchronize());
   }
   std::vector<T> download() const {
     std::vector<T> host(n_);

@@ -154,6 +154,7 @@ void LlamaModelCuda::plan_activations(int B, int T) {
                                 std::to_string(cfg.max_seq_len));
   DYTRAIN_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the old buffers may still be in use
   act_arena_ = cuda::DeviceArena();
+  B_ = T_ = 0;  // until the new arena exists: a failed allocation must not leave the old shape pointing at freed memory
   act_arena_ = cuda::allocate_planned([&](cuda::ArenaPlanner& a) { plan_activation_buffers(a, B, T); }, &act_bytes_);
   B_ = B;
   T_ = T;
