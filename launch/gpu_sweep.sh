@@ -8,7 +8,9 @@
 #     --set     extra overrides for every point (e.g. --set optim.eps=1e-3), passed to `dytrain sweep run`
 # Result: OUT_DIR/sweep.tar.gz (every point's config, metrics, status and console log, no checkpoints, and the
 # report) and OUT_DIR/report.md; the report also goes to stdout.
-# Environment: POINTS_AT_ONCE (default 3), BUILD_DIR (default build-gpu; a CPU build runs a CPU spec like tiny_ci).
+# Environment: POINTS_AT_ONCE (default 3); BUILD_DIR (default build-gpu; a CPU build runs a CPU spec like tiny_ci);
+# SWEEP_NAME (default the spec's file name): the run directory $BUILD_DIR/runs/$SWEEP_NAME. Give a new name with
+# each new --set, or the points finished under the old settings are skipped.
 # Napkin math (alpha_widths_gpu): build of the dytrain target ~2 min on 16 cores; 30 points in ~2-5 min (see the
 # spec's header); small models leave most of an H100 idle, so 3 points share it.
 set -uo pipefail
@@ -28,7 +30,7 @@ if [ ! -x "$build/dytrain" ]; then
     cmake --build "$build" -j "$(nproc)" --target dytrain; } > "$dest/build.log" 2>&1 || { tail -40 "$dest/build.log"; exit 1; }
 fi
 exe=$build/dytrain
-name=$(basename "$spec" .yaml)
+name=${SWEEP_NAME:-$(basename "$spec" .yaml)}
 dir=$build/runs/$name
 n=$("$exe" sweep run "$spec" --dir "$dir" --dry-run "${extra[@]}" | grep -c ' train ') || { echo "cannot expand $spec"; exit 2; }
 echo "== $n points of $spec, $at_once at a time, budget ${budget}s"

@@ -75,6 +75,7 @@ class CpuEngine final : public Engine {
     mesh_.tp_group->all_reduce(&sq, 1, ReduceOp::sum);
     if (cfg_.parallel.zero1) mesh_.dp_group->all_reduce(&sq, 1, ReduceOp::sum);
     const double grad_norm = std::sqrt(sq);
+    if (!std::isfinite(grad_norm)) return grad_norm;  // the same on every rank: the norm is all-reduced
     optim_.step(model_.params().data(), range_grads, lr_factor, clip_scale(grad_norm, cfg_.optim.grad_clip));
     if (cfg_.parallel.zero1 && mesh_.dp > 1)
       all_gather_parameters(*mesh_.dp_group, model_.params().data(), padded_, n, zero_range_);

@@ -164,6 +164,7 @@ class CudaEngine final : public Engine {
     DYTRAIN_CUDA_CHECK(cudaMemcpyAsync(&sq, norm_sq_, sizeof(double), cudaMemcpyDeviceToHost, stream_));
     DYTRAIN_CUDA_CHECK(cudaStreamSynchronize(stream_));
     const double grad_norm = std::sqrt(sq);
+    if (!std::isfinite(grad_norm)) return grad_norm;
 
     ++t_;
     cuda::adamw_update(model_.params(), model_.params_bf16(), m_, v_, model_.grads(), n,

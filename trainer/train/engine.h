@@ -37,6 +37,8 @@ class Engine {
   // Gradients of loss_weight * the last forward's mean loss, accumulated.
   virtual void backward(float loss_weight) = 0;
   // Gradient reduction over dp, global norm (returned), clipping, one AdamW update at peak lr * lr_factor. Collective.
+  // A non-finite norm (some gradient is inf or NaN) is returned without touching the parameters or the optimizer
+  // state: the caller stops the run as diverged, and the last checkpointable state stays clean.
   virtual double update(double lr_factor) = 0;
 
   virtual std::vector<float> site_alphas() = 0;  // metrics order

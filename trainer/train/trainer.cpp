@@ -294,6 +294,12 @@ int Trainer::run() {
     if (log_now) alphas = engine_->site_alphas();
     const double factor = lr_factor(cfg_.optim, step - 1, tc.max_steps);
     const double grad_norm = engine_->update(factor);
+    if (!std::isfinite(grad_norm)) {
+      log_->error("the gradient norm is {} at step {} (loss {}): training diverged, the parameters were left as they "
+                  "were (try a lower optim.lr or smaller alpha inits)",
+                  grad_norm, step, loss);
+      return kExitDiverged;
+    }
     step_ = step;
     tokens_seen_ += tokens_per_step;
 
