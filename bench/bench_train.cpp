@@ -4,9 +4,8 @@
 //   build/bench/dytrain_bench_train [CONFIG.yaml ...] [--steps N] [--warmup N]
 //   (default: configs/bench/d768.yaml configs/bench/d1024.yaml configs/bench/d2048.yaml)
 //
-// FLOPs per token follow ../shared/bench/torch_llama_dyt.py so the MFU figures compare: 6 x (parameters other than
-// the input embedding) + 12 x layers x dim x seq (attention scores and values, forward and backward). Each step
-// waits for its loss and grad norm (as training does), so wall time per step is the time the GPU needs for it.
+// FLOPs per token as in trainer/train/flops.h (the count of ../shared/bench/torch_llama_dyt.py). Each step waits
+// for its loss and grad norm (as training does), so wall time per step is the time the GPU needs for it.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -22,21 +21,14 @@
 #include "trainer/config/config.h"
 #include "trainer/train/distributed_checkpoint.h"
 #include "trainer/train/engine.h"
+#include "trainer/train/flops.h"
 
 namespace {
 
 using namespace dytrain;
 
-constexpr double kPeakFlops = 989e12;  // H100 SXM dense bf16
-
 // torch.compile on the project's H100 (issue 5), for the configs/bench shapes.
 const std::map<int, double> kTorchCompileTokS = {{768, 483.6e3}, {1024, 178.5e3}, {2048, 88.3e3}};
-
-double flops_per_token(const Config& cfg, int64_t parameters) {
-  const ModelConfig& m = cfg.model;
-  const double non_embedding = double(parameters) - double(m.vocab_size) * m.dim;
-  return 6.0 * non_embedding + 12.0 * m.n_layers * double(m.dim) * cfg.train.seq_len;
-}
 
 int bench(const std::string& path, int warmup, int steps) {
   const Config cfg = load_config(path);
@@ -67,7 +59,7 @@ int bench(const std::string& path, int warmup, int steps) {
   const double step_ms = ms[ms.size() / 2];
   const double tok_s = double(B) * T / (step_ms * 1e-3);
   const int64_t parameters = whole_table(engine->table()).parameters();
-  const double mfu = tok_s * flops_per_token(cfg, parameters) / kPeakFlops;
+  const double mfu = tok_s * training_flops_per_token(cfg.model, parameters, T) / kH100PeakBf16Flops;
   size_t planned = 0;
   for (const auto& [category, bytes] : engine->memory()) planned += bytes;
   size_t free_bytes = 0, total_bytes = 0;

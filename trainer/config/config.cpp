@@ -80,7 +80,7 @@ std::vector<Field> fields_of(Config& c) {
       {"train.log_every", &t.log_every},      {"train.val_every", &t.val_every},
       {"train.val_batches", &t.val_batches},  {"train.ckpt_every", &t.ckpt_every},
       {"train.keep_checkpoints", &t.keep_checkpoints}, {"train.seed", &t.seed},
-      {"train.device", &t.device},
+      {"train.device", &t.device},            {"train.peak_tflops", &t.peak_tflops},
       {"parallel.tp", &c.parallel.tp},        {"parallel.zero1", &c.parallel.zero1},
       {"parallel.bucket_mb", &c.parallel.bucket_mb},
   };

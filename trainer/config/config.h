@@ -90,6 +90,7 @@ struct TrainConfig {
   int keep_checkpoints = 2;       // newest checkpoints kept; older ones are removed
   uint64_t seed = 1337;           // init and data order
   std::string device = "auto";    // cpu | cuda | auto (cuda when a GPU is present)
+  double peak_tflops = 0.0;       // one device's peak, for MFU; 0: an H100's 989 (dense bf16) on cuda, no MFU on cpu
 };
 
 // The process layout. The world (the ranks mpirun starts) is dp x tp; dp = world / tp.

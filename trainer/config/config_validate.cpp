@@ -137,6 +137,9 @@ void check_train(Checker& c, const TrainConfig& t, const ModelConfig& m) {
           fmt::format("must be >= 1 (the newest checkpoint is always kept), got {}", t.keep_checkpoints));
   c.check(t.device == "cpu" || t.device == "cuda" || t.device == "auto", "train.device",
           fmt::format("must be one of cpu, cuda, auto, got '{}'", t.device));
+  c.check(t.peak_tflops >= 0, "train.peak_tflops",
+          fmt::format("must be >= 0 (a device's peak in TFLOP/s for MFU; 0: 989 on cuda, none on cpu), got {}",
+                      t.peak_tflops));
 }
 
 // Tensor parallelism splits heads, kv heads, the SwiGLU hidden size and the vocabulary across tp ranks.

@@ -6,7 +6,7 @@
 
 namespace dytrain {
 
-std::optional<std::string> DivergenceWatch::feed(const MetricsLine& m) {
+std::optional<std::string> DivergenceWatch::feed(const StepMetrics& m) {
   if (!std::isfinite(m.loss)) return fmt::format("loss {} at step {}", m.loss, m.step);
   if (!first_loss_) first_loss_ = m.loss;
   if (m.step > after_step_ && m.loss > *first_loss_ + margin_nats_)

@@ -7,7 +7,7 @@
 #include <optional>
 #include <string>
 
-#include "trainer/sweep/run_metrics.h"
+#include "trainer/train/metrics.h"
 
 namespace dytrain {
 
@@ -16,7 +16,7 @@ class DivergenceWatch {
   DivergenceWatch(double margin_nats, int64_t after_step) : margin_nats_(margin_nats), after_step_(after_step) {}
 
   // Feeds the next metrics line; returns the reason once the run counts as diverged.
-  std::optional<std::string> feed(const MetricsLine& m);
+  std::optional<std::string> feed(const StepMetrics& m);
 
  private:
   double margin_nats_;

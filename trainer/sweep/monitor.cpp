@@ -33,7 +33,7 @@ void RunView::refresh() {
     }
   }
   bool restarted = false;
-  for (MetricsLine& m : tail_.read_new(&restarted)) {
+  for (StepMetrics& m : tail_.read_new(&restarted)) {
     if (restarted) {
       last_val_.reset();
       last_sites_.reset();
@@ -61,7 +61,7 @@ std::string RunView::status() const {
 std::string RunView::frame() const {
   std::string s = fmt::format("{}  [{}]", dir_, status());
   if (!last_) return s + "  no metrics yet\n";
-  const MetricsLine& m = *last_;
+  const StepMetrics& m = *last_;
   s += fmt::format("  step {}/{}", m.step, max_steps_ > 0 ? std::to_string(max_steps_) : "?");
   if (max_steps_ > 0) s += fmt::format(" ({:.1f}%)", 100.0 * m.step / max_steps_);
   s += fmt::format("  updated {} ago\n", human_duration(seconds_since_write_));

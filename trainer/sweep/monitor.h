@@ -13,7 +13,7 @@
 #include <optional>
 #include <string>
 
-#include "trainer/sweep/run_metrics.h"
+#include "trainer/train/metrics.h"
 
 namespace dytrain {
 
@@ -33,7 +33,7 @@ class RunView {
  private:
   std::string dir_;
   MetricsTail tail_;
-  std::optional<MetricsLine> last_, last_sites_;
+  std::optional<StepMetrics> last_, last_sites_;
   std::optional<std::pair<int64_t, double>> last_val_;  // (step, val_loss)
   int max_steps_ = 0;
   double elapsed_s_ = 0.0;           // from status.yaml once finished

@@ -67,7 +67,7 @@ void assign_panels(std::vector<PointResult>* points) {
 
 }  // namespace
 
-std::optional<double> smoothed_loss(const std::vector<MetricsLine>& lines, int k) {
+std::optional<double> smoothed_loss(const std::vector<StepMetrics>& lines, int k) {
   if (lines.empty()) return std::nullopt;
   const size_t n = std::min(lines.size(), size_t(std::max(k, 1)));
   double sum = 0;
@@ -75,7 +75,7 @@ std::optional<double> smoothed_loss(const std::vector<MetricsLine>& lines, int k
   return sum / double(n);
 }
 
-std::vector<SiteCorrelation> alpha_inv_std_correlations(const std::vector<MetricsLine>& lines) {
+std::vector<SiteCorrelation> alpha_inv_std_correlations(const std::vector<StepMetrics>& lines) {
   // (layer, site) -> the alpha and inv_std series, in site order of first appearance.
   std::vector<std::pair<int, std::string>> order;
   std::map<std::pair<int, std::string>, std::pair<std::vector<double>, std::vector<double>>> series;

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "trainer/sweep/run_metrics.h"
+#include "trainer/train/metrics.h"
 
 namespace dytrain {
 
@@ -41,10 +41,10 @@ struct PointResult {
 };
 
 // Mean of the last k losses (all of them when fewer); nullopt when there are none.
-std::optional<double> smoothed_loss(const std::vector<MetricsLine>& lines, int k);
+std::optional<double> smoothed_loss(const std::vector<StepMetrics>& lines, int k);
 
 // Pearson r of alpha with inv_std per (layer, site) over the lines that carry sites.
-std::vector<SiteCorrelation> alpha_inv_std_correlations(const std::vector<MetricsLine>& lines);
+std::vector<SiteCorrelation> alpha_inv_std_correlations(const std::vector<StepMetrics>& lines);
 
 // Every point under sweep_dir, sorted by (width, norm, panel, alpha_attn, alpha_ffn). Throws std::runtime_error
 // naming the directory when it holds no point.

@@ -83,7 +83,7 @@ ChildResult supervise(pid_t pid, const std::string& metrics_path, DivergenceWatc
   MetricsTail tail(metrics_path);
   auto judge_new_lines = [&] {
     try {
-      for (const MetricsLine& m : tail.read_new())
+      for (const StepMetrics& m : tail.read_new())
         if ((r.diverged = watch.feed(m))) return;
     } catch (const std::runtime_error&) {
       // A line that does not parse is not a divergence; the report will name it.

@@ -1,5 +1,6 @@
 // Training metrics: one JSON object per log step in <run>/metrics.jsonl (fields documented in the README), built
-// from the step's figures and the norm-site moments the forward passes gathered over the whole global batch.
+// from the step's figures and the norm-site moments the forward passes gathered over the whole global batch. The
+// writer and the reader of a line live here together, so the format has one home.
 #pragma once
 #include <cstdint>
 #include <cstdio>
@@ -37,10 +38,34 @@ struct StepMetrics {
   double elapsed_s = 0.0;    // wall time since the run (or resume) started
   double eta_s = 0.0;        // estimated time to max_steps
   double embed_scale = 0.0;  // the learnable scalar after the embedding (0 when off)
-  std::vector<SiteMetrics> sites;
+  std::optional<double> mfu; // model FLOPs utilization of each device (absent when its peak is unknown: CPU)
+  std::vector<SiteMetrics> sites;  // only at log steps
 };
 
 std::string to_json_line(const StepMetrics& m);
+
+// Parses one line of metrics.jsonl; fields absent from the line keep their defaults. Throws std::runtime_error
+// naming `where` (file:line) when the line is not a metrics object.
+StepMetrics parse_metrics_line(const std::string& line, const std::string& where);
+
+// Every complete line of a metrics file; an empty vector when the file does not exist.
+std::vector<StepMetrics> read_metrics(const std::string& path);
+
+// Reads metrics.jsonl while a run appends to it. It keeps a byte offset and consumes complete lines only, so a line
+// the trainer is still writing is read on the next poll, never half; a file that shrank (a resumed run rewrites it)
+// is read afresh.
+class MetricsTail {
+ public:
+  explicit MetricsTail(std::string path) : path_(std::move(path)) {}
+  // The complete lines appended since the last call; `*restarted` (if given) is set when the file was rewritten
+  // and the returned lines start from its beginning again.
+  std::vector<StepMetrics> read_new(bool* restarted = nullptr);
+
+ private:
+  std::string path_;
+  uint64_t offset_ = 0;
+  int64_t lines_read_ = 0;
+};
 
 // Appends lines to metrics.jsonl. On resume, lines for steps after the checkpoint are dropped first (the file is
 // rewritten under a temporary name and renamed), so the file describes one trajectory.

@@ -26,6 +26,7 @@
 #include "trainer/optim/schedule.h"
 #include "trainer/train/distributed_checkpoint.h"
 #include "trainer/train/engine.h"
+#include "trainer/train/flops.h"
 #include "trainer/train/metrics.h"
 
 namespace dytrain {
@@ -248,8 +249,9 @@ void Trainer::log_memory() {
 void Trainer::log_step(const StepMetrics& m) {
   std::string line = fmt::format("step {:>6}/{} | loss {:.4f}", m.step, cfg_.train.max_steps, m.loss);
   if (m.val_loss) line += fmt::format(" | val {:.4f}", *m.val_loss);
-  line += fmt::format(" | lr {:.3e} | grad {:.3f} | {:.0f} tok/s | eta {}", m.lr, m.grad_norm, m.tok_s,
-                      human_duration(m.eta_s));
+  line += fmt::format(" | lr {:.3e} | grad {:.3f} | {:.0f} tok/s", m.lr, m.grad_norm, m.tok_s);
+  if (m.mfu) line += fmt::format(" | mfu {:.1f}%", 100.0 * *m.mfu);
+  line += fmt::format(" | eta {}", human_duration(m.eta_s));
   log_->info(line);
   if (metrics_) metrics_->write(m);
 }
@@ -262,6 +264,10 @@ int Trainer::run() {
              to_string(cfg_.model.norm), engine_->device_name(), mesh_.dp, mesh_.tp,
              cfg_.parallel.zero1 ? " (ZeRO-1)" : "", tokens_per_step, tc.max_steps);
   log_memory();
+  // MFU of each device: the global batch's model FLOPs per second over world_size devices' peak.
+  const double flops_per_token = training_flops_per_token(
+      cfg_.model, whole_table(engine_->table()).parameters(), tc.seq_len);
+  const std::optional<double> peak = device_peak_flops(tc, engine_->device_name());
   const auto run_start = Clock::now();
   const int64_t first_step = step_;
   std::vector<float> alphas;  // at log steps, the alphas the step's forward used
@@ -318,6 +324,7 @@ int Trainer::run() {
       m.elapsed_s = elapsed_s;
       m.eta_s = elapsed_s / double(step - first_step) * double(tc.max_steps - step);
       m.embed_scale = engine_->embed_scale();
+      if (peak) m.mfu = m.tok_s * flops_per_token / (*peak * mesh_.world_size);
       if (log_now) m.sites = site_metrics(moments_, alphas);
       log_step(m);
     }

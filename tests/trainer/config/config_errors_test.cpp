@@ -67,6 +67,7 @@ const std::vector<BadValue> kBadValues = {
     {"train.ckpt_every", "-1", "must be >= 0"},
     {"train.keep_checkpoints", "0", "must be >= 1"},
     {"train.device", "gpu", "must be one of cpu, cuda, auto"},
+    {"train.peak_tflops", "-1", "must be >= 0"},
     {"parallel.tp", "0", "must be > 0"},
     {"parallel.tp", "3", "must divide model.n_heads"},
     {"parallel.bucket_mb", "0", "must be > 0"},

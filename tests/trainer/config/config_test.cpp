@@ -363,7 +363,7 @@ TEST(ConfigYaml, WritesEveryKeyInTheFixedOrder) {
       "data.train", "data.val",
       "train.micro_batch", "train.seq_len", "train.grad_accum", "train.max_steps", "train.log_every",
       "train.val_every", "train.val_batches", "train.ckpt_every", "train.keep_checkpoints", "train.seed",
-      "train.device", "parallel.tp", "parallel.zero1", "parallel.bucket_mb"};
+      "train.device", "train.peak_tflops", "parallel.tp", "parallel.zero1", "parallel.bucket_mb"};
   Config all = Config{};
   for (GroupConfig* g : {&all.optim.matrices, &all.optim.embeddings, &all.optim.dyt_alpha, &all.optim.dyt_gamma_beta,
                          &all.optim.embed_scale})

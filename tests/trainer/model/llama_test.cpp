@@ -200,7 +200,9 @@ TEST(Llama, GradsReadyReportsEachLayerWhenItsGradientIsFinal) {
     }
     const bool layer_tensor = s.name.rfind("model.layers.", 0) == 0;
     EXPECT_EQ(inside >= 0, layer_tensor) << s.name;
-    if (layer_tensor) EXPECT_EQ(s.name.rfind("model.layers." + std::to_string(inside) + ".", 0), 0u) << s.name;
+    if (layer_tensor) {
+      EXPECT_EQ(s.name.rfind("model.layers." + std::to_string(inside) + ".", 0), 0u) << s.name;
+    }
   }
 }
 

@@ -77,8 +77,8 @@ TEST(AlphaFitFile, RoundTripsIntoRecommendation) {
   EXPECT_THROW(read_alpha_fit(dir.file("bad.yaml")), std::runtime_error);
 }
 
-MetricsLine line(int64_t step, double loss) {
-  MetricsLine m;
+StepMetrics line(int64_t step, double loss) {
+  StepMetrics m;
   m.step = step;
   m.loss = loss;
   return m;

@@ -8,7 +8,7 @@
 #include "tests/trainer/sweep/sweep_test_util.h"
 #include "trainer/sweep/cli.h"
 #include "trainer/sweep/monitor.h"
-#include "trainer/sweep/run_metrics.h"
+#include "trainer/train/metrics.h"
 #include "trainer/sweep/status.h"
 
 namespace dytrain {

@@ -110,7 +110,7 @@ TEST_F(RunnerTest, RunsPointsSkipsThemOnRerunAndReportMatchesMetrics) {
     std::vector<std::string> f;
     std::stringstream ss(row);
     for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
-    ASSERT_EQ(f.size(), 15u) << row;
+    ASSERT_EQ(f.size(), 16u) << row;
     std::vector<double> losses;
     double val = 0;
     std::ifstream m(opt_.sweep_dir + "/" + f[0] + "/metrics.jsonl");
@@ -122,8 +122,8 @@ TEST_F(RunnerTest, RunsPointsSkipsThemOnRerunAndReportMatchesMetrics) {
     ASSERT_EQ(losses.size(), 7u);  // steps 1, 2, 4, ..., 12 (log_every 2 and the first step)
     const double train = (losses[2] + losses[3] + losses[4] + losses[5] + losses[6]) / 5;
     // Same doubles summed in the same order; the CSV prints 17 significant digits, which round-trip.
-    EXPECT_DOUBLE_EQ(std::stod(f[13]), train) << f[0];
-    EXPECT_DOUBLE_EQ(std::stod(f[14]), val) << f[0];
+    EXPECT_DOUBLE_EQ(std::stod(f[14]), train) << f[0];
+    EXPECT_DOUBLE_EQ(std::stod(f[15]), val) << f[0];
     EXPECT_NE(md.str().find(fmt::format("{:.4f} / {:.4f}", train, val)), std::string::npos) << f[0];
     ++rows;
   }

@@ -1,5 +1,7 @@
 // Site metrics from moments against direct computation, and the JSON line format.
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
@@ -42,6 +44,58 @@ TEST(Metrics, JsonLineParses) {
   StepMetrics no_val = m;
   no_val.val_loss.reset();
   EXPECT_FALSE(YAML::Load(to_json_line(no_val))["val_loss"]);
+}
+
+TEST(Metrics, ParseReadsBackEveryFieldWritten) {
+  StepMetrics m;
+  m.step = 12;
+  m.loss = 3.25;
+  m.val_loss = 3.5;
+  m.lr = 2.5e-4;
+  m.grad_norm = 0.75;
+  m.tokens = 98304;
+  m.step_ms = 125;
+  m.tok_s = 65536;
+  m.elapsed_s = 1.5;
+  m.eta_s = 30;
+  m.embed_scale = 5.5;
+  m.mfu = 0.375;
+  m.sites = site_metrics(std::vector<cpu::SiteMoments>(3, cpu::SiteMoments{3, 5, 1, 2}), {1.0f, 0.5f, 0.25f});
+  // Every value above is exact in the file's decimal form, so the round trip is exact.
+  const StepMetrics r = parse_metrics_line(to_json_line(m), "here");
+  EXPECT_EQ(r.step, m.step);
+  EXPECT_EQ(r.loss, m.loss);
+  EXPECT_EQ(r.val_loss, m.val_loss);
+  EXPECT_EQ(r.lr, m.lr);
+  EXPECT_EQ(r.grad_norm, m.grad_norm);
+  EXPECT_EQ(r.tokens, m.tokens);
+  EXPECT_EQ(r.step_ms, m.step_ms);
+  EXPECT_EQ(r.tok_s, m.tok_s);
+  EXPECT_EQ(r.elapsed_s, m.elapsed_s);
+  EXPECT_EQ(r.eta_s, m.eta_s);
+  EXPECT_EQ(r.embed_scale, m.embed_scale);
+  EXPECT_EQ(r.mfu, m.mfu);
+  ASSERT_EQ(r.sites.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(r.sites[i].layer, m.sites[i].layer);
+    EXPECT_EQ(r.sites[i].site, m.sites[i].site);
+    EXPECT_EQ(r.sites[i].alpha, m.sites[i].alpha);
+    EXPECT_EQ(r.sites[i].act_mean, m.sites[i].act_mean);
+    EXPECT_NEAR(r.sites[i].act_std, m.sites[i].act_std, 1e-8 * m.sites[i].act_std);  // irrational: 9 digits
+    EXPECT_EQ(r.sites[i].sat, m.sites[i].sat);
+  }
+  StepMetrics bare = m;
+  bare.mfu.reset();
+  bare.val_loss.reset();
+  const StepMetrics rb = parse_metrics_line(to_json_line(bare), "here");
+  EXPECT_FALSE(rb.mfu);
+  EXPECT_FALSE(rb.val_loss);
+  try {
+    parse_metrics_line("{\"lr\": 1}", "run/metrics.jsonl:3");
+    FAIL() << "a line without step and loss must not parse";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("run/metrics.jsonl:3"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

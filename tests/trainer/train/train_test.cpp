@@ -61,6 +61,22 @@ class TrainTest : public ::testing::Test {
   const fs::path& dir_ = tmp_.path();
 };
 
+TEST_F(TrainTest, MfuIsMeasuredAgainstTheGivenPeak) {
+  ASSERT_EQ(run("mfu", {"train.max_steps=3", "train.peak_tflops=1e-6"}), kExitOk);
+  // FLOPs per token counted by hand as ../shared/bench/torch_llama_dyt.py does for this model (V 256, d 32, 2
+  // layers, 2 kv heads of 8, FFN 64, DyT without beta, embedding scale, untied head): per layer q,o 2 x 32^2 + k,v
+  // 2 x 32 x 16 + SwiGLU 3 x 32 x 64 + 2 DyT x 33 = 9282; + head 256 x 32 + final DyT 33 + scale 1 = 26790
+  // parameters past the embedding; 6 x 26790 + 12 x 2 layers x 32 x 32 tokens = 185316.
+  const double flops_per_token = 185316.0;
+  const auto m = metrics("mfu");
+  ASSERT_EQ(m.size(), 3u);
+  for (const auto& line : m) {
+    ASSERT_TRUE(line["mfu"]);
+    // Against 1 MFLOP/s on the one process; 1e-3: the 4 and 6 significant digits of mfu and tok_s in the file.
+    EXPECT_NEAR(line["mfu"].as<double>() * 1e6 / line["tok_s"].as<double>(), flops_per_token, 1e-3 * flops_per_token);
+  }
+}
+
 TEST_F(TrainTest, LossFallsAndMetricsAreComplete) {
   ASSERT_EQ(run("a"), kExitOk);
   const auto m = metrics("a");
@@ -74,6 +90,7 @@ TEST_F(TrainTest, LossFallsAndMetricsAreComplete) {
                           "embed_scale", "sites"})
     EXPECT_TRUE(m.back()[key]) << key;
   EXPECT_EQ(m.back()["tokens"].as<int64_t>(), 60 * 8 * 32 * 2);
+  EXPECT_FALSE(m.back()["mfu"]) << "a CPU has no peak to measure against unless train.peak_tflops gives one";
   const YAML::Node sites = m.back()["sites"];
   ASSERT_EQ(sites.size(), 5u);  // 2 layers x (attn, ffn) + final
   EXPECT_EQ(sites[4]["site"].as<std::string>(), "final");
