@@ -117,12 +117,12 @@ std::optional<AlphaFit> fit_alpha(const std::vector<WidthBest>& best) {
 std::string points_csv(const std::vector<PointResult>& points) {
   std::string s =
       "name,panel,width,norm,alpha_attn,alpha_ffn,alpha_final,beta2,eps,lr,seed,status,steps,max_steps,train_loss,"
-      "val_loss\n";
+      "val_loss,max_sat\n";
   for (const auto& p : points)
-    s += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", p.name, p.panel, p.width, p.norm,
+    s += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", p.name, p.panel, p.width, p.norm,
                      format_number(p.alpha_attn), format_number(p.alpha_ffn), format_number(p.alpha_final),
                      format_number(p.beta2), format_number(p.eps), format_number(p.lr), p.seed, p.status, p.steps, p.max_steps,
-                     csv_number(p.train_loss), csv_number(p.val_loss));
+                     csv_number(p.train_loss), csv_number(p.val_loss), csv_number(p.max_sat));
   return s;
 }
 
@@ -213,12 +213,13 @@ std::string report_markdown(const std::vector<PointResult>& points, const Report
   }
 
   s << "\n## alpha against inv_std\n\nPearson r of alpha with inv_std (1 / std of the DyT input) over the logged "
-       "steps, averaged over layers per site (per layer in alpha_inv_std_corr.csv).\n\n"
-       "| point | status | attn | ffn | final |\n|---|---|---|---|---|\n";
+       "steps, averaged over layers per site (per layer in alpha_inv_std_corr.csv), and the saturation of the most "
+       "saturated site at the end (the fraction of its inputs with |alpha x| > 2: near 1, that DyT passes only "
+       "signs).\n\n| point | status | attn | ffn | final | max sat |\n|---|---|---|---|---|---|\n";
   for (const auto& p : points)
     if (p.norm == "dyt")
-      s << fmt::format("| {} | {} | {} | {} | {} |\n", p.name, p.status, mean_r(p, "attn"), mean_r(p, "ffn"),
-                       mean_r(p, "final"));
+      s << fmt::format("| {} | {} | {} | {} | {} | {} |\n", p.name, p.status, mean_r(p, "attn"), mean_r(p, "ffn"),
+                       mean_r(p, "final"), p.max_sat ? fmt::format("{:.3f}", *p.max_sat) : "-");
   return s.str();
 }
 

@@ -37,6 +37,8 @@ PointResult read_point(const fs::path& dir, int smooth_k) {
   if (!lines.empty()) p.steps = lines.back().step;
   p.train_loss = smoothed_loss(lines, smooth_k);
   for (auto it = lines.rbegin(); it != lines.rend() && !p.val_loss; ++it) p.val_loss = it->val_loss;
+  for (auto it = lines.rbegin(); it != lines.rend() && !p.max_sat; ++it)
+    for (const SiteMetrics& s : it->sites) p.max_sat = std::max(p.max_sat.value_or(0.0), s.sat);
   p.correlations = alpha_inv_std_correlations(lines);
   const auto status = read_point_status(dir.string());
   p.status = status ? status->status : "unknown";

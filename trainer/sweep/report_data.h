@@ -36,6 +36,7 @@ struct PointResult {
   int64_t steps = 0, max_steps = 0;  // last logged step, configured steps
   std::optional<double> train_loss;  // smoothed
   std::optional<double> val_loss;    // last logged
+  std::optional<double> max_sat;     // the most saturated DyT site at the last log step with site metrics
   std::string panel;                 // group key, e.g. w64_b2-0.95
   std::vector<SiteCorrelation> correlations;
 };

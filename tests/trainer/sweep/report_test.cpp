@@ -57,7 +57,9 @@ class ReportTest : public ::testing::Test {
       if (i == 7) m.val_loss = end + 0.03;
       // Layer 0 attn: alpha = {1, 2, 3, 4, ...} against inv_std = {2, 1, 4, 3, ...}; the rest move together.
       const double x[8] = {1, 2, 3, 4, 5, 6, 7, 8}, y[8] = {2, 1, 4, 3, 6, 5, 8, 7};
-      m.sites = {{0, "attn", x[i], 0, 1 / y[i], y[i], 0}, {0, "ffn", x[i], 0, 1 / (2 * x[i]), 2 * x[i], 0},
+      // Saturation grows to 0.25 at the attention site and stays below it elsewhere.
+      m.sites = {{0, "attn", x[i], 0, 1 / y[i], y[i], 0.25 * i / 7},
+                 {0, "ffn", x[i], 0, 1 / (2 * x[i]), 2 * x[i], 0.125},
                  {-1, "final", 1.0, 0, 1.0, 1.0, 0}};
     }
     testing::write_run(dir_.path() / "sweep" / name, c, lines, status);
@@ -81,6 +83,7 @@ TEST_F(ReportTest, ValuesMatchTheMetrics) {
     ASSERT_TRUE(p.val_loss);
     EXPECT_NEAR(*p.val_loss, end + 0.03, 1e-8) << p.name;  // the last val_loss, not the first
     EXPECT_EQ(p.steps, 16);
+    EXPECT_EQ(p.max_sat, 0.25);  // the last line's most saturated site, exact in 9 digits
     EXPECT_EQ(p.status, "done");
     ASSERT_EQ(p.correlations.size(), 3u);
     // dx = {-3.5, ..., 3.5}, dy = {-2.5, -3.5, -0.5, -1.5, 1.5, 0.5, 3.5, 2.5}: sum dx dy = 38, sxx = syy = 42.

@@ -110,7 +110,7 @@ TEST_F(RunnerTest, RunsPointsSkipsThemOnRerunAndReportMatchesMetrics) {
     std::vector<std::string> f;
     std::stringstream ss(row);
     for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
-    ASSERT_EQ(f.size(), 16u) << row;
+    ASSERT_EQ(f.size(), 17u) << row;
     std::vector<double> losses;
     double val = 0;
     std::ifstream m(opt_.sweep_dir + "/" + f[0] + "/metrics.jsonl");
