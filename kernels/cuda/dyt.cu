@@ -115,12 +115,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads, min_blocks_per_sm(kVec, kSlo
       moments[2] += saturated;
     }
   }
-  if (moment_partials != nullptr) {
-    block_sum(moments);
-    if (threadIdx.x == 0) {
-      for (int k = 0; k < 3; ++k) moment_partials[3 * static_cast<int64_t>(blockIdx.x) + k] = moments[k];
-    }
-  }
+  store_moment_partial(moment_partials, moments);
 }
 
 // accumulate: dx += dL/dx instead of dx = dL/dx. Partials: dgamma (gridDim.x, C), dbeta (gridDim.x, C) or null,
@@ -201,24 +196,14 @@ int launch_dyt_forward(bf16* y, bf16* residual, const bf16* x, const bf16* branc
                        const float* gamma, const float* beta, int64_t N, int C, double* moment_partials,
                        cudaStream_t stream) {
   const RowLayout l = row_layout(C);
-  int grid = 0;
-  dispatch_layout(l, [&](auto vec, auto slots) {
+  return dispatch_layout(l, [&](auto vec, auto slots) {
     constexpr int kVec = decltype(vec)::value;
     constexpr int kSlots = decltype(slots)::value;
-    if (residual != nullptr) {
-      auto* kernel = dyt_forward_kernel<kVec, kSlots, true>;
-      grid = persistent_grid(kernel, N, l, 0);
-      kernel<<<grid, l.threads(), 0, stream>>>(y, residual, x, branch, alpha, gamma, beta, N, C, l.threads_per_row,
-                                               moment_partials);
-    } else {
-      auto* kernel = dyt_forward_kernel<kVec, kSlots, false>;
-      grid = persistent_grid(kernel, N, l, 0);
-      kernel<<<grid, l.threads(), 0, stream>>>(y, nullptr, x, nullptr, alpha, gamma, beta, N, C, l.threads_per_row,
-                                               moment_partials);
-    }
+    auto* kernel =
+        residual != nullptr ? dyt_forward_kernel<kVec, kSlots, true> : dyt_forward_kernel<kVec, kSlots, false>;
+    return launch_rows(kernel, N, l, 0, stream, y, residual, x, branch, alpha, gamma, beta, N, C, l.threads_per_row,
+                       moment_partials);
   });
-  DYTRAIN_CUDA_CHECK(cudaGetLastError());
-  return grid;
 }
 
 // Launches the backward and returns its grid (the number of partial rows written).
@@ -226,16 +211,11 @@ int launch_dyt_backward(bf16* dx, const bf16* dy, const bf16* x, const float* al
                         int C, bool accumulate, float* dgamma_part, float* dbeta_part, float* dalpha_part,
                         cudaStream_t stream) {
   const RowLayout l = row_layout(C);
-  const size_t smem = column_smem_bytes(l, C);
-  int grid = 0;
-  dispatch_layout(l, [&](auto vec, auto slots) {
-    auto* kernel = dyt_backward_kernel<decltype(vec)::value, decltype(slots)::value>;
-    grid = persistent_grid(kernel, N, l, smem);
-    kernel<<<grid, l.threads(), smem, stream>>>(dx, dy, x, alpha, gamma, N, C, l.threads_per_row, accumulate,
-                                                dgamma_part, dbeta_part, dalpha_part);
+  return dispatch_layout(l, [&](auto vec, auto slots) {
+    return launch_rows(dyt_backward_kernel<decltype(vec)::value, decltype(slots)::value>, N, l, column_smem_bytes(l, C),
+                       stream, dx, dy, x, alpha, gamma, N, C, l.threads_per_row, accumulate, dgamma_part, dbeta_part,
+                       dalpha_part);
   });
-  DYTRAIN_CUDA_CHECK(cudaGetLastError());
-  return grid;
 }
 
 void forward_entry(const char* op, bf16* y, bf16* residual, const bf16* x, const bf16* branch, const float* alpha,
@@ -282,15 +262,12 @@ void backward_entry(const char* op, bf16* dx, float* dalpha, float* dgamma, floa
 }  // namespace
 
 size_t dyt_forward_workspace_bytes(int64_t N, int C) {
-  check_shape("dyt_forward_workspace_bytes", N, C);
-  if (N == 0) return 0;
-  return static_cast<size_t>(max_grid(N, row_layout(C))) * 3 * sizeof(double);
+  return partials_workspace_bytes("dyt_forward_workspace_bytes", N, C, 3 * sizeof(double));
 }
 
 size_t dyt_backward_workspace_bytes(int64_t N, int C) {
-  check_shape("dyt_backward_workspace_bytes", N, C);
-  if (N == 0) return 0;
-  return static_cast<size_t>(max_grid(N, row_layout(C))) * (2 * static_cast<size_t>(C) + 1) * sizeof(float);
+  return partials_workspace_bytes("dyt_backward_workspace_bytes", N, C,
+                                  (2 * static_cast<size_t>(C) + 1) * sizeof(float));
 }
 
 void dyt_forward(bf16* y, const bf16* x, const float* alpha, const float* gamma, const float* beta, int64_t N, int C,

@@ -72,17 +72,13 @@ inline RowLayout row_layout(int C) {
   return l;
 }
 
-// Calls f(integral_constant kVec, integral_constant kSlots) for the layout, so launchers name each kernel once.
+// Returns f(integral_constant kVec, integral_constant kSlots) for the layout, so launchers name each kernel once.
 template <class F>
-void dispatch_layout(const RowLayout& l, F&& f) {
+auto dispatch_layout(const RowLayout& l, F&& f) {
   using std::integral_constant;
-  if (l.vec == 1) {
-    f(integral_constant<int, 1>{}, integral_constant<int, 8>{});
-  } else if (l.slots == 1) {
-    f(integral_constant<int, 8>{}, integral_constant<int, 1>{});
-  } else {
-    f(integral_constant<int, 8>{}, integral_constant<int, 2>{});
-  }
+  if (l.vec == 1) return f(integral_constant<int, 1>{}, integral_constant<int, 8>{});
+  if (l.slots == 1) return f(integral_constant<int, 8>{}, integral_constant<int, 1>{});
+  return f(integral_constant<int, 8>{}, integral_constant<int, 2>{});
 }
 
 // --- argument checks of the entry points (std::invalid_argument naming the op) --------------------------------------
@@ -183,6 +179,24 @@ int persistent_grid(Kernel kernel, int64_t N, const RowLayout& l, size_t dynamic
   return static_cast<int>(std::min(ceil_div(N, l.rows_per_block), resident));
 }
 
+// Launches kernel(args...) over N rows of layout l with its persistent grid and returns the grid, the number of
+// per-block partials it writes.
+template <class Kernel, class... Args>
+int launch_rows(Kernel kernel, int64_t N, const RowLayout& l, size_t dynamic_smem_bytes, cudaStream_t stream,
+                Args... args) {
+  const int grid = persistent_grid(kernel, N, l, dynamic_smem_bytes);
+  kernel<<<grid, l.threads(), dynamic_smem_bytes, stream>>>(args...);
+  DYTRAIN_CUDA_CHECK(cudaGetLastError());
+  return grid;
+}
+
+// The workspace of a row kernel writing per_block_bytes of partials per block, sized for max_grid before the launch;
+// op: the *_workspace_bytes function, named if the shape is rejected.
+inline size_t partials_workspace_bytes(const char* op, int64_t N, int C, size_t per_block_bytes) {
+  check_shape(op, N, C);
+  return N == 0 ? 0 : static_cast<size_t>(max_grid(N, row_layout(C))) * per_block_bytes;
+}
+
 // Dynamic shared memory of the kernels that reduce columns across row groups (store_column_partials): C floats when a
 // block holds several row groups (then threads_per_row <= 256, so C <= 2048 and this is <= 8 KB), else none.
 inline size_t column_smem_bytes(const RowLayout& l, int C) {
@@ -277,6 +291,16 @@ __device__ __forceinline__ void block_sum(double (&a)[K]) {
   if (tid < 32) {
 #pragma unroll
     for (int k = 0; k < K; ++k) a[k] = warp_sum(tid < warps ? red[k][tid] : 0.0);
+  }
+}
+
+// Writes the block's sums of moments (sum, sum_sq, saturated) to row blockIdx.x of moment_partials (gridDim.x, 3),
+// when that is not null. Every thread of the block must call it, once per kernel (block_sum).
+__device__ __forceinline__ void store_moment_partial(double* moment_partials, double (&moments)[3]) {
+  if (moment_partials == nullptr) return;
+  block_sum(moments);
+  if (threadIdx.x == 0) {
+    for (int k = 0; k < 3; ++k) moment_partials[3 * static_cast<int64_t>(blockIdx.x) + k] = moments[k];
   }
 }
 

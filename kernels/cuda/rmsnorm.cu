@@ -87,12 +87,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads, min_blocks_per_sm(kVec, kSlo
       moments[1] += sum_sq;
     }
   }
-  if (moment_partials != nullptr) {
-    block_sum(moments);
-    if (threadIdx.x == 0) {
-      for (int k = 0; k < 3; ++k) moment_partials[3 * static_cast<int64_t>(blockIdx.x) + k] = moments[k];
-    }
-  }
+  store_moment_partial(moment_partials, moments);
 }
 
 // accumulate: dx += dL/dx instead of dx = dL/dx. dweight_part (gridDim.x, C). Dynamic shared memory:
@@ -172,40 +167,25 @@ __global__ void __launch_bounds__(kMaxBlockThreads, min_blocks_per_sm(kVec, kSlo
 int launch_rmsnorm_forward(bf16* y, float* rstd, bf16* residual, const bf16* x, const bf16* branch, const float* weight,
                            float eps, int64_t N, int C, double* moment_partials, cudaStream_t stream) {
   const RowLayout l = row_layout(C);
-  int grid = 0;
-  dispatch_layout(l, [&](auto vec, auto slots) {
+  return dispatch_layout(l, [&](auto vec, auto slots) {
     constexpr int kVec = decltype(vec)::value;
     constexpr int kSlots = decltype(slots)::value;
-    if (residual != nullptr) {
-      auto* kernel = rmsnorm_forward_kernel<kVec, kSlots, true>;
-      grid = persistent_grid(kernel, N, l, 0);
-      kernel<<<grid, l.threads(), 0, stream>>>(y, rstd, residual, x, branch, weight, eps, N, C, l.threads_per_row,
-                                               moment_partials);
-    } else {
-      auto* kernel = rmsnorm_forward_kernel<kVec, kSlots, false>;
-      grid = persistent_grid(kernel, N, l, 0);
-      kernel<<<grid, l.threads(), 0, stream>>>(y, rstd, nullptr, x, nullptr, weight, eps, N, C, l.threads_per_row,
-                                               moment_partials);
-    }
+    auto* kernel =
+        residual != nullptr ? rmsnorm_forward_kernel<kVec, kSlots, true> : rmsnorm_forward_kernel<kVec, kSlots, false>;
+    return launch_rows(kernel, N, l, 0, stream, y, rstd, residual, x, branch, weight, eps, N, C, l.threads_per_row,
+                       moment_partials);
   });
-  DYTRAIN_CUDA_CHECK(cudaGetLastError());
-  return grid;
 }
 
 // Launches the backward and returns its grid (the number of partial rows written).
 int launch_rmsnorm_backward(bf16* dx, const bf16* dy, const bf16* x, const float* weight, const float* rstd, int64_t N,
                             int C, bool accumulate, float* dweight_part, cudaStream_t stream) {
   const RowLayout l = row_layout(C);
-  const size_t smem = column_smem_bytes(l, C);
-  int grid = 0;
-  dispatch_layout(l, [&](auto vec, auto slots) {
-    auto* kernel = rmsnorm_backward_kernel<decltype(vec)::value, decltype(slots)::value>;
-    grid = persistent_grid(kernel, N, l, smem);
-    kernel<<<grid, l.threads(), smem, stream>>>(dx, dy, x, weight, rstd, N, C, l.threads_per_row, accumulate,
-                                                dweight_part);
+  return dispatch_layout(l, [&](auto vec, auto slots) {
+    return launch_rows(rmsnorm_backward_kernel<decltype(vec)::value, decltype(slots)::value>, N, l,
+                       column_smem_bytes(l, C), stream, dx, dy, x, weight, rstd, N, C, l.threads_per_row, accumulate,
+                       dweight_part);
   });
-  DYTRAIN_CUDA_CHECK(cudaGetLastError());
-  return grid;
 }
 
 void forward_entry(const char* op, bf16* y, float* rstd, bf16* residual, const bf16* x, const bf16* branch,
@@ -248,15 +228,11 @@ void backward_entry(const char* op, bf16* dx, float* dweight, const bf16* dy, co
 }  // namespace
 
 size_t rmsnorm_forward_workspace_bytes(int64_t N, int C) {
-  check_shape("rmsnorm_forward_workspace_bytes", N, C);
-  if (N == 0) return 0;
-  return static_cast<size_t>(max_grid(N, row_layout(C))) * 3 * sizeof(double);
+  return partials_workspace_bytes("rmsnorm_forward_workspace_bytes", N, C, 3 * sizeof(double));
 }
 
 size_t rmsnorm_backward_workspace_bytes(int64_t N, int C) {
-  check_shape("rmsnorm_backward_workspace_bytes", N, C);
-  if (N == 0) return 0;
-  return static_cast<size_t>(max_grid(N, row_layout(C))) * static_cast<size_t>(C) * sizeof(float);
+  return partials_workspace_bytes("rmsnorm_backward_workspace_bytes", N, C, static_cast<size_t>(C) * sizeof(float));
 }
 
 void rmsnorm_forward(bf16* y, float* rstd, const bf16* x, const float* weight, float eps, int64_t N, int C,

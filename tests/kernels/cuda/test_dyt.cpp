@@ -1,6 +1,7 @@
 // The CUDA DyT kernels against the CPU op (kernels/cpu/dyt.h) run in fp32 on the same bf16 inputs, over the shapes of
 // norm_test_shapes: forward and fused residual forward with the site moments, backward and residual backward with
-// every parameter gradient, the += conventions, bit-identical reruns, and the argument checks.
+// every parameter gradient, the += conventions, the forward without moments, bit-identical reruns, and the argument
+// checks.
 //
 // Tolerances (rule: 1 bf16 ulp plus the fp32 error of the computation, per element; see cuda_test_util.h):
 // - y, dx (bf16): 1 ulp of the reference + 1e-5 x the magnitude of the terms (|gamma| + |beta| forward,
@@ -215,6 +216,30 @@ TEST_F(CudaDyTCases, WithoutBias) {
     const DytInputs in(s.N, s.C);
     check_forward(in, in.x, nullptr, nullptr);
     check_backward(in, /*accumulate=*/false, /*with_beta=*/false);
+  }
+}
+
+// Without moments (the model's forward outside log steps) the forward takes no workspace and writes the same bits.
+TEST_F(CudaDyTCases, ForwardWithoutMomentsNeedsNoWorkspace) {
+  for (Shape s : {Shape{1000, 768}, Shape{64, 13}}) {
+    SCOPED_TRACE("N=" + std::to_string(s.N) + " C=" + std::to_string(s.C));
+    const DytInputs in(s.N, s.C);
+    DeviceBf16 branch(in.branch);
+    DeviceBuffer<float> alpha(std::vector<float>{kAlpha}), gamma(in.gamma), beta(in.beta);
+    DeviceBuffer<cpu::SiteMoments> moments(std::vector<cpu::SiteMoments>{kMomentsBefore});
+    DeviceBuffer<unsigned char> workspace(cuda::dyt_forward_workspace_bytes(s.N, s.C));
+    std::vector<uint16_t> bits[2][2];  // [with moments][y, residual]
+    for (int with = 0; with < 2; ++with) {
+      DeviceBf16 y(std::vector<float>(in.x.size(), 0.0f)), residual(in.x);
+      cuda::dyt_residual_forward(y.get(), residual.get(), branch.get(), alpha.get(), gamma.get(), beta.get(), s.N, s.C,
+                                 with ? moments.get() : nullptr, with ? workspace.get() : nullptr,
+                                 with ? workspace.size() : 0, nullptr);
+      DYTRAIN_CUDA_CHECK(cudaDeviceSynchronize());
+      bits[with][0] = y.download_bits();
+      bits[with][1] = residual.download_bits();
+    }
+    EXPECT_TRUE(bits[0][0] == bits[1][0]) << "y depends on whether moments are gathered";
+    EXPECT_TRUE(bits[0][1] == bits[1][1]) << "the new residual depends on whether moments are gathered";
   }
 }
 

@@ -1,7 +1,7 @@
 // The CUDA RMSNorm kernels against the CPU op (kernels/cpu/rmsnorm.h) run in fp32 on the same bf16 inputs, over the
 // shapes of norm_test_shapes: forward and fused residual forward (y, rstd, moments), backward and residual backward
-// (dx, dweight), bit-identical reruns, and the argument checks. The backward gets the CPU's rstd on both sides, so
-// it is checked apart from the forward.
+// (dx, dweight), the forward without moments, bit-identical reruns, and the argument checks. The backward gets the
+// CPU's rstd on both sides, so it is checked apart from the forward.
 //
 // Tolerances (rule: 1 bf16 ulp plus the fp32 error of the computation, per element; see cuda_test_util.h):
 // - rstd: 5e-6 relative. The kernel's sum of squares adds at most 16 values per thread, a 5-step warp tree and at
@@ -184,6 +184,34 @@ TEST_P(CudaRmsNorm, BackwardMatchesCpuOp) {
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaRmsNorm, testing::ValuesIn(norm_test_shapes()), shape_name);
 
 using CudaRmsNormCases = CudaTest;
+
+// Without moments (the model's forward outside log steps) the forward takes no workspace and writes the same bits.
+TEST_F(CudaRmsNormCases, ForwardWithoutMomentsNeedsNoWorkspace) {
+  for (Shape s : {Shape{1000, 768}, Shape{64, 13}}) {
+    SCOPED_TRACE("N=" + std::to_string(s.N) + " C=" + std::to_string(s.C));
+    const RmsInputs in(s.N, s.C);
+    DeviceBf16 branch(in.branch);
+    DeviceBuffer<float> weight(in.weight);
+    DeviceBuffer<cpu::SiteMoments> moments(std::vector<cpu::SiteMoments>{kMomentsBefore});
+    DeviceBuffer<unsigned char> workspace(cuda::rmsnorm_forward_workspace_bytes(s.N, s.C));
+    std::vector<uint16_t> bits[2][2];  // [with moments][y, residual]
+    std::vector<float> rstd_out[2];
+    for (int with = 0; with < 2; ++with) {
+      DeviceBf16 y(std::vector<float>(in.x.size(), 0.0f)), residual(in.x);
+      DeviceBuffer<float> rstd(s.N);
+      cuda::rmsnorm_residual_forward(y.get(), rstd.get(), residual.get(), branch.get(), weight.get(), kEps, s.N, s.C,
+                                     with ? moments.get() : nullptr, with ? workspace.get() : nullptr,
+                                     with ? workspace.size() : 0, nullptr);
+      DYTRAIN_CUDA_CHECK(cudaDeviceSynchronize());
+      bits[with][0] = y.download_bits();
+      bits[with][1] = residual.download_bits();
+      rstd_out[with] = rstd.download();
+    }
+    EXPECT_TRUE(bits[0][0] == bits[1][0]) << "y depends on whether moments are gathered";
+    EXPECT_TRUE(bits[0][1] == bits[1][1]) << "the new residual depends on whether moments are gathered";
+    EXPECT_TRUE(rstd_out[0] == rstd_out[1]) << "rstd depends on whether moments are gathered";
+  }
+}
 
 // Forward with moments and backward, twice on the same inputs and initial gradients: every output bit-identical.
 TEST_F(CudaRmsNormCases, RerunsAreBitIdentical) {
