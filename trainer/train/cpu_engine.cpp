@@ -29,9 +29,7 @@ class CpuEngine final : public Engine {
 
   void calibrate_alphas(const int32_t* tokens, int B, int T, double c) override {
     model_.calibrate_alphas(tokens, B, T, c);
-    // Each dp rank measured its own batch; rank 0's alphas become everyone's so the replicas stay identical.
-    for (const ParamSpec& s : model_.table().specs())
-      if (s.group == ParamGroup::dyt_alpha) mesh_.world->broadcast(model_.params().data() + s.offset, sizeof(float), 0);
+    broadcast_alphas_from_rank0(*mesh_.world, model_.table(), model_.params().data());
   }
 
   void zero_grad() override {
@@ -45,8 +43,7 @@ class CpuEngine final : public Engine {
   void backward(float loss_weight) override {
     const bool last = ++micro_ == cfg_.train.grad_accum;
     if (last && mesh_.dp > 1 && !cfg_.parallel.zero1) {
-      average_.emplace(*mesh_.dp_group, model_.grads().data(), model_.table().total(),
-                       int64_t(cfg_.parallel.bucket_mb) << 18);
+      average_.emplace(*mesh_.dp_group, model_.grads().data(), model_.table().total(), cfg_.parallel.bucket_mb);
       model_.set_grads_ready([this](int64_t begin, int64_t end) { average_->start(begin, end); });
     }
     model_.backward(loss_weight);
@@ -65,7 +62,7 @@ class CpuEngine final : public Engine {
       range_grads = grad_shard_.data();
     } else if (mesh_.dp > 1) {
       if (!average_)  // backward() ran fewer times than grad_accum: nothing started yet
-        average_.emplace(*mesh_.dp_group, grads.data(), n, int64_t(cfg_.parallel.bucket_mb) << 18);
+        average_.emplace(*mesh_.dp_group, grads.data(), n, cfg_.parallel.bucket_mb);
       average_->finish();
       average_.reset();
     }

@@ -126,8 +126,7 @@ class CudaEngine final : public Engine {
     // Rank 0's alphas become everyone's (each dp rank measured its own batch); broadcast through host copies.
     std::vector<float> host(model_.table().total());
     model_.download_params(host.data());
-    for (const ParamSpec& s : model_.table().specs())
-      if (s.group == ParamGroup::dyt_alpha) mesh_.world->broadcast(host.data() + s.offset, sizeof(float), 0);
+    broadcast_alphas_from_rank0(*mesh_.world, model_.table(), host.data());
     model_.upload_params(host.data());
   }
 
@@ -141,7 +140,7 @@ class CudaEngine final : public Engine {
   void backward(float loss_weight) override {
     const bool last = ++micro_ == cfg_.train.grad_accum;
     if (last && dp_) {
-      average_.emplace(*dp_, model_.grads(), model_.table().total(), int64_t(cfg_.parallel.bucket_mb) << 18);
+      average_.emplace(*dp_, model_.grads(), model_.table().total(), cfg_.parallel.bucket_mb);
       model_.set_grads_ready([this](int64_t begin, int64_t end) {
         grads_ready_.order(stream_, dp_stream_);
         average_->start(begin, end);
@@ -154,7 +153,7 @@ class CudaEngine final : public Engine {
   double update(double lr_factor) override {
     const int64_t n = model_.table().total();
     if (dp_) {
-      if (!average_) average_.emplace(*dp_, model_.grads(), n, int64_t(cfg_.parallel.bucket_mb) << 18);
+      if (!average_) average_.emplace(*dp_, model_.grads(), n, cfg_.parallel.bucket_mb);
       grads_ready_.order(stream_, dp_stream_);
       average_->finish();  // host-blocking: NCCL's synchronize() also surfaces a remote rank's error here
       average_.reset();

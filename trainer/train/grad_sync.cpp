@@ -6,6 +6,11 @@
 
 namespace dytrain {
 
+void broadcast_alphas_from_rank0(Communicator& world, const ParamTable& table, float* params) {
+  for (const ParamSpec& s : table.specs())
+    if (s.group == ParamGroup::dyt_alpha) world.broadcast(params + s.offset, sizeof(float), 0);
+}
+
 void OverlappedGradAverage::start(int64_t begin, int64_t end) {
   started_.emplace_back(begin, end);
   for (int64_t b = begin; b < end; b += bucket_elems_)

@@ -23,8 +23,9 @@ namespace dytrain {
 // everything not started yet, then waits until every range holds its average. One instance per step.
 class OverlappedGradAverage {
  public:
-  OverlappedGradAverage(Communicator& dp, float* grads, int64_t n, int64_t bucket_elems)
-      : dp_(dp), grads_(grads), n_(n), bucket_elems_(bucket_elems) {}
+  // bucket_mb: parallel.bucket_mb, the largest single all-reduce in MiB of fp32.
+  OverlappedGradAverage(Communicator& dp, float* grads, int64_t n, int bucket_mb)
+      : dp_(dp), grads_(grads), n_(n), bucket_elems_(int64_t(bucket_mb) << 18) {}
   void start(int64_t begin, int64_t end);  // [begin, end) of grads; ranges must not overlap
   void finish();
 
@@ -34,6 +35,10 @@ class OverlappedGradAverage {
   int64_t n_, bucket_elems_;
   std::vector<std::pair<int64_t, int64_t>> started_;
 };
+
+// Calibrated alpha0 from rank 0 to every rank of `world` (each rank measured its own batch; the replicas must stay
+// identical). params: this rank's flat parameters (table), on the host.
+void broadcast_alphas_from_rank0(Communicator& world, const ParamTable& table, float* params);
 
 // This rank's range [begin, end) of a flat buffer of n elements split over `parts` ranks in equal, padded blocks.
 struct ShardRange {
