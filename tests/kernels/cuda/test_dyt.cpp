@@ -126,7 +126,9 @@ void check_backward(const DytInputs& in, bool accumulate, bool with_beta) {
   cpu::dyt_backward(dx_ref.data(), &ref.dalpha, ref.dgamma.data(), with_beta ? ref.dbeta.data() : nullptr, in.dy.data(),
                     in.x.data(), kAlpha, in.gamma.data(), N, C);
 
-  DeviceBf16 dx(accumulate ? in.dresidual : std::vector<float>(n, 0.0f));
+  // dyt_backward overwrites dx, so it starts from stale values there too: from zeros, a kernel that wrongly
+  // accumulated would pass.
+  DeviceBf16 dx(in.dresidual);
   DeviceBf16 dy(in.dy);
   DeviceBf16 x(in.x);
   DeviceBuffer<float> alpha(std::vector<float>{kAlpha});

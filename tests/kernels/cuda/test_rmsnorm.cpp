@@ -112,7 +112,9 @@ void check_backward(const RmsInputs& in, bool accumulate) {
   cpu::rmsnorm_backward(dx_ref.data(), dweight_ref.data(), in.dy.data(), in.x.data(), in.weight.data(), rstd_ref.data(),
                         N, C);
 
-  DeviceBf16 dx(accumulate ? in.dresidual : std::vector<float>(n, 0.0f));
+  // rmsnorm_backward overwrites dx, so it starts from stale values there too: from zeros, a kernel that wrongly
+  // accumulated would pass.
+  DeviceBf16 dx(in.dresidual);
   DeviceBf16 dy(in.dy);
   DeviceBf16 x(in.x);
   DeviceBuffer<float> weight(in.weight);
