@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Everything that needs a GPU, in one call: build for the GPU, the CUDA kernel / model / training tests, the NCCL
-# communicator on one rank, the norm and training-throughput benchmarks, and a short real training run on the GPU.
+# Everything that needs a GPU, in one call: build for the GPU, the CUDA kernel / model / engine / training tests, the
+# NCCL communicator on one rank, the staged device communicator and data parallelism with ZeRO-1 on two ranks sharing
+# the GPU, the norm and training-throughput benchmarks, and a short real training run on the GPU.
 #   bash launch/gpu_check.sh OUT_DIR        (OUT_DIR/gpu_check.tar.gz: every log and figure; a summary on stdout)
 # Napkin math: build (only these targets) ~3 min on 16 cores; the tests ~1 min; bench_norms ~20 s; bench_train 3 shapes x 13 steps, the
 # largest (d2048, ~950M params, 16K tokens/step at ~100K tok/s) ~0.2 s/step, ~1 min with set-up; the tiny run (300
@@ -19,20 +20,33 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu
 echo "== build (Release, sm_90)"
 if ! { cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 &&
        cmake --build build-gpu -j "$(nproc)" --target dytrain test_kernels_cuda model_cuda_test cuda_train_test \
-         parallel_nccl_test dytrain_bench_norms dytrain_bench_train; } > "$out/build.log" 2>&1; then
+         train_test parallel_nccl_test parallel_staged_test cuda_parallel_train_test dytrain_bench_norms \
+         dytrain_bench_train; } > "$out/build.log" 2>&1; then
   tail -40 "$out/build.log"
   exit 1
 fi
 
 echo "== GPU tests"
 status=0
-for t in tests/kernels/cuda/test_kernels_cuda tests/trainer/model/model_cuda_test tests/trainer/train/cuda_train_test \
-         tests/parallel/parallel_nccl_test; do
-  bin=build-gpu/$t
-  [ -x "$bin" ] || { echo "missing $bin"; status=1; continue; }
-  # A hung kernel must not eat the device call: each binary gets a few minutes at most.
-  timeout 180 "$bin" --gtest_brief=1 > "$out/$(basename "$t").log" 2>&1 || status=1
-  echo "$(basename "$t"): $(grep -E '^\[ +(PASSED|FAILED|SKIPPED) +\] [0-9]+ test' "$out/$(basename "$t").log" | tr '\n' ' ')"
+mpi=(mpirun -np 2 --oversubscribe --bind-to none)
+[ "$(id -u)" = 0 ] && mpi+=(--allow-run-as-root)
+# name | command (binaries relative to build-gpu/tests). A hung kernel must not eat the device call: each gets a few
+# minutes at most.
+checks=(
+  "test_kernels_cuda|kernels/cuda/test_kernels_cuda"
+  "model_cuda_test|trainer/model/model_cuda_test"
+  "engine_contract|trainer/train/train_test --gtest_filter=Devices/EngineContract.*"
+  "cuda_train_test|trainer/train/cuda_train_test"
+  "parallel_nccl_test|parallel/parallel_nccl_test"
+  "parallel_staged_np2|${mpi[*]} build-gpu/tests/parallel/parallel_staged_test"
+  "cuda_parallel_train_test|trainer/train/cuda_parallel_train_test"
+)
+for check in "${checks[@]}"; do
+  name=${check%%|*}
+  cmd=${check#*|}
+  [[ $cmd == mpirun* ]] || cmd="build-gpu/tests/$cmd"
+  timeout 180 $cmd --gtest_brief=1 --gtest_color=no > "$out/$name.log" 2>&1 || status=1
+  echo "$name: $(grep -E '^\[ +(PASSED|FAILED|SKIPPED) +\] [0-9]+ test' "$out/$name.log" | tr '\n' ' ')"
 done
 grep -h -A3 "Failure" "$out"/*.log | head -60
 

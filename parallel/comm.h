@@ -23,7 +23,8 @@ class Communicator {
   // synchronize() returns. Lets gradient reductions run behind the backward pass. Backends that cannot run a
   // collective in the background finish it here (the default).
   virtual void all_reduce_start(float* buf, int64_t n, ReduceOp op) { all_reduce(buf, n, op); }
-  // out (n_per_rank) = this rank's block of the reduction of in (size() * n_per_rank).
+  // out (n_per_rank) = this rank's block of the reduction of in (size() * n_per_rank). The device backends
+  // (device_comm.h) also take out == in + rank() * n_per_rank, in place.
   virtual void reduce_scatter(float* out, const float* in, int64_t n_per_rank, ReduceOp op) = 0;
   // out (size() * n_per_rank) = every rank's in (n_per_rank), in rank order. in may alias out's own block.
   virtual void all_gather(float* out, const float* in, int64_t n_per_rank) = 0;

@@ -11,11 +11,11 @@
 #include <cstdint>
 #include <memory>
 
-#include "parallel/comm.h"
+#include "parallel/device_comm.h"
 
 namespace dytrain {
 
-class NcclCommunicator final : public Communicator {
+class NcclCommunicator final : public DeviceCommunicator {
  public:
   // Collective over `bootstrap` (an MPI group, or the self communicator for one rank): rank 0 creates the NCCL unique
   // id and broadcasts it, every rank joins with bootstrap's rank and size on `device`, which becomes the current
@@ -40,8 +40,8 @@ class NcclCommunicator final : public Communicator {
   void synchronize() override;
 
   // Work that feeds or consumes the collectives orders itself against this stream (events or stream waits).
-  cudaStream_t stream() const { return stream_; }
-  int device() const { return device_; }
+  cudaStream_t stream() const override { return stream_; }
+  int device() const override { return device_; }
 
  private:
   // Called with each NCCL call's status: waits out ncclInProgress, aborts and throws on an error.

@@ -98,6 +98,7 @@ struct ParallelConfig {
   int tp = 1;                     // tensor-parallel ranks per model replica (contiguous ranks, one node)
   bool zero1 = false;             // shard the AdamW moments across data-parallel ranks (ZeRO stage 1)
   int bucket_mb = 25;             // data-parallel gradient all-reduce bucket size, MiB
+  std::string gpu_comm = "nccl";  // device collectives: nccl | mpi (staged through host memory; ranks may share a GPU)
 };
 
 struct Config {

@@ -145,6 +145,8 @@ void check_train(Checker& c, const TrainConfig& t, const ModelConfig& m) {
 // Tensor parallelism splits heads, kv heads, the SwiGLU hidden size and the vocabulary across tp ranks.
 void check_parallel(Checker& c, const ParallelConfig& p, const ModelConfig& m) {
   c.positive("parallel.bucket_mb", p.bucket_mb);
+  c.check(p.gpu_comm == "nccl" || p.gpu_comm == "mpi", "parallel.gpu_comm",
+          fmt::format("must be nccl or mpi (device buffers staged through host memory), got '{}'", p.gpu_comm));
   if (!c.positive("parallel.tp", p.tp) || p.tp == 1) return;
   auto divides = [&](const char* key, int64_t value) {
     c.check_pair(value > 0 && value % p.tp == 0, "parallel.tp", key,

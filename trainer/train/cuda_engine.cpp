@@ -1,15 +1,24 @@
 // The CUDA engine: the GPU model (trainer/model/cuda/llama_cuda.h) on the GPU its node-local rank picks, gradients
-// averaged over the dp group by NCCL, the global norm and one fused AdamW over the whole flat buffer on the device
-// (fp32 master weights and moments, the bf16 copy rewritten in the same pass).
+// averaged over the dp group on the device (parallel.gpu_comm: NCCL, or staged through host memory over MPI), the
+// global norm and one fused AdamW over the flat buffer on the device (fp32 master weights and moments, the bf16 copy
+// rewritten in the same pass).
 //
 // The step's only host round trips are the loss (per micro-batch) and the grad norm, which the clip factor and the
-// metrics need. With dp > 1 the last micro-batch's backward starts each layer's NCCL average as soon as the layer is
-// queued (an event orders the NCCL stream after it), so the reductions run behind the rest of the backward pass;
-// update() starts what no layer covered (embedding, final norm, LM head) and waits for all (grad_sync.h).
+// metrics need. With dp > 1 the last micro-batch's backward starts each layer's average as soon as the layer is
+// queued (an event orders the communicator's stream after it), so over NCCL the reductions run behind the rest of the
+// backward pass; update() starts what no layer covered (embedding, final norm, LM head) and waits for all
+// (grad_sync.h).
+//
+// ZeRO-1 (parallel.zero1, dp > 1): the model's flat buffers are padded to dp equal blocks, and dp rank r owns block r.
+// After the backward pass the gradients are reduce-scattered in place (block r of rank r's buffer receives the dp
+// average of block r), the norm is the dp sum of the blocks' squares, AdamW updates only block r with moments sized to
+// it, the updated blocks are all-gathered in place into every rank's parameters, and the bf16 copy is refreshed. The
+// moments, the largest optimizer state, shrink by dp; nothing else is copied.
+//
 // Checkpoints go through host copies of the parameters and moments, so the files and the cross-layout logic are those
 // of the CPU engine (distributed_checkpoint.h).
 //
-// Not yet on the GPU: tensor parallelism (tp > 1) and ZeRO-1; make_cuda_engine refuses them with a message.
+// Not yet on the GPU: tensor parallelism (tp > 1); make_cuda_engine refuses it with a message.
 #include <cmath>
 #include <optional>
 #include <stdexcept>
@@ -19,11 +28,10 @@
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/device_arena.h"
 #include "kernels/cuda/grad_norm.cuh"
-#if DYTRAIN_HAVE_NCCL
-#include "parallel/nccl_comm.h"
-#endif
+#include "parallel/device_comm.h"
 #include "trainer/model/cuda/llama_cuda.h"
 #include "trainer/optim/adamw.h"
+#include "trainer/train/adamw_segments.h"
 #include "trainer/train/distributed_checkpoint.h"
 #include "trainer/train/engine.h"
 #include "trainer/train/grad_sync.h"
@@ -31,23 +39,19 @@
 namespace dytrain {
 namespace {
 
-// The AdamW segments of the flat buffer: one per run of tensors sharing a group, each running up to the next
-// tensor's offset so the alignment gaps are covered (they hold zeros that stay zero).
-std::vector<cuda::AdamWSegment> adamw_segments(const ParamTable& table, const OptimConfig& opt, double lr_factor) {
-  std::vector<cuda::AdamWSegment> segs;
-  const std::vector<ParamSpec>& specs = table.specs();
-  for (size_t i = 0; i < specs.size(); ++i) {
-    const GroupHyper h = group_hyper(opt, specs[i].group);
-    const int64_t end = i + 1 < specs.size() ? specs[i + 1].offset : table.total();
-    const cuda::AdamWSegment s{specs[i].offset, end, float(h.lr * lr_factor), float(h.beta2), float(h.weight_decay)};
-    if (!segs.empty() && segs.back().lr == s.lr && segs.back().beta2 == s.beta2 &&
-        segs.back().weight_decay == s.weight_decay)
-      segs.back().end = s.end;
-    else
-      segs.push_back(s);
-  }
-  if (!segs.empty()) segs.front().begin = 0;
-  return segs;
+// This dp rank's range of the flat parameter buffer: the whole buffer, or with ZeRO-1 its block (grad_sync.h).
+ShardRange optimizer_range(const Config& cfg, const Mesh& mesh) {
+  const int64_t n = LlamaLayout(cfg.model, /*tp_rank=*/0, /*tp_size=*/1).table.total();
+  if (cfg.parallel.zero1 && mesh.dp > 1) return shard_range(n, mesh.dp, mesh.dp_rank);
+  return ShardRange{0, n, n};
+}
+
+// Rank r of a host takes GPU r mod count: one GPU per rank under NCCL (resolve_device checks), shared ones over the
+// staged backend.
+int gpu_for_rank(const Mesh& mesh) {
+  int count = 0;
+  DYTRAIN_CUDA_CHECK(cudaGetDeviceCount(&count));
+  return mesh.local_rank % count;
 }
 
 class CudaEvent {
@@ -89,20 +93,20 @@ class CudaStream {
 class CudaEngine final : public Engine {
  public:
   CudaEngine(const Config& cfg, Mesh& mesh)
-      : cfg_(cfg), mesh_(mesh), device_(mesh.local_rank), stream_(device_), model_(cfg.model, stream_) {
+      : cfg_(cfg),
+        mesh_(mesh),
+        device_(gpu_for_rank(mesh)),
+        stream_(device_),
+        range_(optimizer_range(cfg, mesh)),
+        zero1_(cfg.parallel.zero1 && mesh.dp > 1),
+        model_(cfg.model, stream_, zero1_ ? range_.block * mesh.dp : 0) {
     if (mesh.dp > 1) {
-#if DYTRAIN_HAVE_NCCL
-      auto nccl = make_nccl_communicator(*mesh.dp_group, device_);
-      dp_stream_ = nccl->stream();
-      dp_ = std::move(nccl);
-#else
-      throw std::invalid_argument("data parallelism on the GPU needs NCCL, which this build did not find: install "
-                                  "NCCL and rebuild, or set train.device: cpu");
-#endif
+      dp_ = make_device_communicator(cfg.parallel.gpu_comm, *mesh.dp_group, device_);
+      dp_stream_ = dp_->stream();
     }
-    const int64_t n = model_.table().total();
+    const int64_t n = range_.end - range_.begin;
     norm_ws_bytes_ = cuda::sum_squares_workspace_bytes(n);
-    adamw_ws_bytes_ = cuda::adamw_workspace_bytes(adamw_segments(model_.table(), cfg.optim, 1.0).size());
+    adamw_ws_bytes_ = cuda::adamw_workspace_bytes(model_.table().specs().size());
     arena_ = cuda::allocate_planned(
         [&](cuda::ArenaPlanner& a) {
           a.take(&m_, n, "optimizer state (fp32)");
@@ -137,9 +141,11 @@ class CudaEngine final : public Engine {
   float forward(const int32_t* tokens, int B, int T, cpu::SiteMoments* moments) override {
     return model_.forward(tokens, B, T, moments);
   }
+  // The last micro-batch's backward starts each layer's dp average as soon as the layer is queued (not with ZeRO-1,
+  // whose reduce-scatter runs after the backward pass).
   void backward(float loss_weight) override {
     const bool last = ++micro_ == cfg_.train.grad_accum;
-    if (last && dp_) {
+    if (last && dp_ && !zero1_) {
       average_.emplace(*dp_, model_.grads(), model_.table().total(), cfg_.parallel.bucket_mb);
       model_.set_grads_ready([this](int64_t begin, int64_t end) {
         grads_ready_.order(stream_, dp_stream_);
@@ -150,15 +156,27 @@ class CudaEngine final : public Engine {
     model_.set_grads_ready(nullptr);
   }
 
+  // Gradients -> dp average (or ZeRO-1 reduce-scatter) -> global norm -> clip -> AdamW (-> ZeRO-1 all-gather).
   double update(double lr_factor) override {
-    const int64_t n = model_.table().total();
-    if (dp_) {
-      if (!average_) average_.emplace(*dp_, model_.grads(), n, cfg_.parallel.bucket_mb);
+    const int64_t n = range_.end - range_.begin;  // this rank's range: everything, or its ZeRO-1 block
+    const int64_t own_block = zero1_ ? range_.block * mesh_.dp_rank : 0;  // == range_.begin unless the range is empty
+    float* grads = model_.grads() + range_.begin;
+    if (zero1_) {
+      grads_ready_.order(stream_, dp_stream_);
+      dp_->reduce_scatter(model_.grads() + own_block, model_.grads(), range_.block, ReduceOp::avg);
+      dp_->synchronize();
+    } else if (dp_) {
+      if (!average_) average_.emplace(*dp_, model_.grads(), model_.table().total(), cfg_.parallel.bucket_mb);
       grads_ready_.order(stream_, dp_stream_);
       average_->finish();  // host-blocking: NCCL's synchronize() also surfaces a remote rank's error here
       average_.reset();
     }
-    cuda::sum_squares(norm_sq_, model_.grads(), n, norm_ws_, norm_ws_bytes_, stream_);
+    cuda::sum_squares(norm_sq_, grads, n, norm_ws_, norm_ws_bytes_, stream_);
+    if (zero1_) {  // the blocks partition the buffer: their squares add up to the whole norm's
+      grads_ready_.order(stream_, dp_stream_);
+      dp_->all_reduce(norm_sq_, 1, ReduceOp::sum);
+      dp_->synchronize();
+    }
     double sq = 0.0;
     DYTRAIN_CUDA_CHECK(cudaMemcpyAsync(&sq, norm_sq_, sizeof(double), cudaMemcpyDeviceToHost, stream_));
     DYTRAIN_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -166,10 +184,16 @@ class CudaEngine final : public Engine {
     if (!std::isfinite(grad_norm)) return grad_norm;
 
     ++t_;
-    cuda::adamw_update(model_.params(), model_.params_bf16(), m_, v_, model_.grads(), n,
-                       adamw_segments(model_.table(), cfg_.optim, lr_factor), float(cfg_.optim.beta1),
+    cuda::adamw_update(model_.params() + range_.begin, zero1_ ? nullptr : model_.params_bf16(), m_, v_, grads, n,
+                       adamw_segments(model_.table(), cfg_.optim, lr_factor, range_), float(cfg_.optim.beta1),
                        float(cfg_.optim.eps), clip_scale(grad_norm, cfg_.optim.grad_clip), t_, adamw_ws_,
                        adamw_ws_bytes_, stream_);
+    if (zero1_) {
+      grads_ready_.order(stream_, dp_stream_);
+      dp_->all_gather(model_.params(), model_.params() + own_block, range_.block);
+      dp_->synchronize();
+      model_.refresh_bf16_params();
+    }
     return grad_norm;
   }
 
@@ -177,7 +201,7 @@ class CudaEngine final : public Engine {
   float embed_scale() override { return model_.embed_scale(); }
 
   std::string save_checkpoint(const std::string& run_dir, int64_t step, const YAML::Node& trainer_state) override {
-    AdamW host_optim(cfg_.optim, model_.table());
+    AdamW host_optim(cfg_.optim, model_.table(), range_.begin, range_.end);
     std::vector<float> params(model_.table().total());
     download_state(params.data(), host_optim);
     YAML::Node state = YAML::Clone(trainer_state);
@@ -186,10 +210,10 @@ class CudaEngine final : public Engine {
   }
 
   YAML::Node load_checkpoint(const std::string& dir) override {
-    AdamW host_optim(cfg_.optim, model_.table());
+    AdamW host_optim(cfg_.optim, model_.table(), range_.begin, range_.end);
     std::vector<float> params(model_.table().total());
     YAML::Node state = load_checkpoint_distributed(params.data(), host_optim, mesh_, dir, model_.table());
-    const size_t bytes = params.size() * sizeof(float);
+    const size_t bytes = (range_.end - range_.begin) * sizeof(float);
     model_.upload_params(params.data());
     DYTRAIN_CUDA_CHECK(cudaMemcpyAsync(m_, host_optim.exp_avg().data(), bytes, cudaMemcpyHostToDevice, stream_));
     DYTRAIN_CUDA_CHECK(cudaMemcpyAsync(v_, host_optim.exp_avg_sq().data(), bytes, cudaMemcpyHostToDevice, stream_));
@@ -206,7 +230,7 @@ class CudaEngine final : public Engine {
 
  private:
   void download_state(float* params, AdamW& host_optim) {
-    const size_t bytes = model_.table().total() * sizeof(float);
+    const size_t bytes = (range_.end - range_.begin) * sizeof(float);
     DYTRAIN_CUDA_CHECK(cudaMemcpyAsync(host_optim.exp_avg().data(), m_, bytes, cudaMemcpyDeviceToHost, stream_));
     DYTRAIN_CUDA_CHECK(cudaMemcpyAsync(host_optim.exp_avg_sq().data(), v_, bytes, cudaMemcpyDeviceToHost, stream_));
     model_.download_params(params);  // synchronizes the stream
@@ -216,15 +240,17 @@ class CudaEngine final : public Engine {
   Mesh& mesh_;
   int device_;
   CudaStream stream_;
+  ShardRange range_;  // the flat range this rank's optimizer updates: everything, or its ZeRO-1 block
+  bool zero1_;        // ZeRO-1 with dp > 1
   LlamaModelCuda model_;
-  std::unique_ptr<Communicator> dp_;  // the dp group over NCCL (device buffers), when dp > 1
-  cudaStream_t dp_stream_ = nullptr;  // its stream
-  CudaEvent grads_ready_;  // orders the NCCL stream after the backward work queued so far
+  std::unique_ptr<DeviceCommunicator> dp_;  // the dp group on device buffers, when dp > 1
+  cudaStream_t dp_stream_ = nullptr;        // its stream
+  CudaEvent grads_ready_;  // orders the communicator's stream after the compute work queued so far
   int micro_ = 0;          // backward passes since zero_grad()
   std::optional<OverlappedGradAverage> average_;  // this step's dp average, started by the last backward
   cuda::DeviceArena arena_;
   std::map<std::string, size_t> bytes_;
-  float* m_ = nullptr;  // (n) AdamW moments, laid out like the parameters
+  float* m_ = nullptr;  // (range_.end - range_.begin) AdamW moments, laid out like the parameters of the range
   float* v_ = nullptr;
   double* norm_sq_ = nullptr;
   char* norm_ws_ = nullptr;  // sum_squares' workspace
@@ -245,10 +271,7 @@ std::unique_ptr<Engine> make_cuda_engine(const Config& cfg, Mesh& mesh) {
   if (mesh.tp > 1)
     throw std::invalid_argument("parallel.tp = " + std::to_string(mesh.tp) +
                                 ": tensor parallelism is not on the CUDA backend yet; use parallel.tp: 1 (data "
-                                "parallelism over NCCL works) or train.device: cpu");
-  if (cfg.parallel.zero1 && mesh.dp > 1)
-    throw std::invalid_argument("parallel.zero1: optimizer sharding is not on the CUDA backend yet; set "
-                                "parallel.zero1: false or train.device: cpu");
+                                "parallelism and parallel.zero1 work on the GPU) or train.device: cpu");
   return std::make_unique<CudaEngine>(cfg, mesh);
 }
 

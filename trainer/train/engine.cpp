@@ -20,7 +20,8 @@ static int cuda_device_count() { return 0; }
 std::string resolve_device(const Config& cfg, const Mesh& mesh) {
   const std::string& want = cfg.train.device;
   const int gpus = cuda_device_count();
-  const bool gpu_per_rank = gpus >= mesh.local_size && gpus > 0;
+  // Ranks of one host may share a GPU only over the staged backend: NCCL refuses two ranks on one device.
+  const bool gpu_per_rank = gpus > 0 && (gpus >= mesh.local_size || cfg.parallel.gpu_comm == "mpi");
   std::string device = "cpu";
   if (want == "cuda") {
 #if !DYTRAIN_HAVE_CUDA
@@ -29,8 +30,8 @@ std::string resolve_device(const Config& cfg, const Mesh& mesh) {
 #endif
     if (!gpu_per_rank)
       throw std::invalid_argument(fmt::format(
-          "train.device is cuda, but {} sees {} GPU(s) for its {} rank(s): run one rank per GPU, or set "
-          "train.device: cpu",
+          "train.device is cuda, but {} sees {} GPU(s) for its {} rank(s): run one rank per GPU, let ranks share "
+          "a GPU with parallel.gpu_comm: mpi, or set train.device: cpu",
           mesh.host, gpus, mesh.local_size));
     device = "cuda";
   } else if (want == "auto" && gpu_per_rank) {

@@ -55,10 +55,11 @@ class Engine {
 
 // The device this rank would use: train.device cpu or cuda as given (cuda throws std::invalid_argument with a clear
 // message in a build without CUDA or on a host without a GPU per rank), auto = cuda when this build has CUDA and this
-// host has a GPU for each of its ranks, else cpu. Local: the caller checks that every rank agrees.
+// host has a GPU for each of its ranks, else cpu. With parallel.gpu_comm: mpi any number of ranks share the host's
+// GPUs (rank r takes GPU r mod count). Local: the caller checks that every rank agrees.
 std::string resolve_device(const Config& cfg, const Mesh& mesh);
 
-// Collective over the mesh (the CUDA engine builds its NCCL communicator here).
+// Collective over the mesh (the CUDA engine builds its device communicators here).
 std::unique_ptr<Engine> make_engine(const std::string& device, const Config& cfg, Mesh& mesh);
 
 }  // namespace dytrain

@@ -3,89 +3,47 @@
 // single process and continues the same trajectory; a killed rank ends the whole job; a rank with bad input makes
 // every rank exit with code 2.
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
-#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <thread>
-#include <vector>
 
 #include <gtest/gtest.h>
-#include <yaml-cpp/yaml.h>
 
-#include "tests/common/temp_dir.h"
+#include "tests/trainer/train/cli_runs.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
+// n_heads, n_kv_heads, the FFN size and the vocabulary all divide by tp = 2.
+std::string tiny_config() {
+  const std::string data = std::string(DYTRAIN_SOURCE_DIR) + "/data/tests/";
+  return "model: {vocab_size: 256, dim: 32, n_layers: 2, n_heads: 4, n_kv_heads: 2, ffn_dim: 64, max_seq_len: 64, "
+         "dyt_bias: true}\n"
+         "optim: {lr: 0.003, min_lr: 0.0003, warmup_steps: 2}\n"
+         "data: {train: " + data + "text_bytes_train.bin, val: " + data + "text_bytes_val.bin}\n"
+         "train: {micro_batch: 4, seq_len: 32, max_steps: 8, log_every: 1, val_every: 4, val_batches: 2, "
+         "device: cpu}\n";
+}
+
+// Step by step within fp32 reduction-order noise: tensor parallelism adds partial sums of the row-parallel linears
+// and data parallelism averages per-rank gradients, where one process sums the same terms in another order. Each
+// step moves the result by a few ulps (observed ~1e-9 relative over 8 steps); 1e-5 leaves room for growth and still
+// fails on any real error (a wrong gradient shifts the loss at 1e-3 within a step or two).
+constexpr double kFp32Tolerance = 1e-5;
+
 class ParallelTrainTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const std::string data = std::string(DYTRAIN_SOURCE_DIR) + "/data/tests/";
-    // n_heads, n_kv_heads, the FFN size and the vocabulary all divide by tp = 2.
-    std::ofstream(dir_ / "c.yaml") << "model: {vocab_size: 256, dim: 32, n_layers: 2, n_heads: 4, n_kv_heads: 2, "
-                                      "ffn_dim: 64, max_seq_len: 64, dyt_bias: true}\n"
-                                      "optim: {lr: 0.003, min_lr: 0.0003, warmup_steps: 2}\n"
-                                      "data: {train: " << data << "text_bytes_train.bin, val: " << data
-                                   << "text_bytes_val.bin}\n"
-                                      "train: {micro_batch: 4, seq_len: 32, max_steps: 8, log_every: 1, "
-                                      "val_every: 4, val_batches: 2, device: cpu}\n";
-  }
-  void TearDown() override {
-    // A failed test may leave a background job behind: nothing of this test outlives it. ("[/]tmp..." matches the
-    // path in the jobs' command lines but not in the command line of the shell running pkill.)
-    const std::string path = dir_.string();
-    std::system(("pkill -9 -f '[" + path.substr(0, 1) + "]" + path.substr(1) + "' 2>/dev/null").c_str());
+  int run(int np, const std::string& run_dir, const std::string& flags) { return runs_.run(np, run_dir, flags); }
+  void expect_same_trajectory(const std::string& a, const std::string& b) {
+    runs_.expect_same_trajectory(a, b, kFp32Tolerance);
   }
 
-  // Runs dytrain train on np ranks (np 0: a plain single process). Returns the exit code.
-  int run(int np, const std::string& run_dir, const std::string& flags) {
-    std::string cmd = "OMP_NUM_THREADS=1 ";
-    if (np > 0) cmd += std::string(DYTRAIN_MPIEXEC) + " -np " + std::to_string(np) + " ";
-    cmd += std::string(DYTRAIN_BIN) + " train " + (dir_ / "c.yaml").string() + " --run-dir " +
-           (dir_ / run_dir).string() + " " + flags + " > " + (dir_ / (run_dir + ".log")).string() + " 2>&1";
-    const int status = std::system(cmd.c_str());
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-
-  std::vector<YAML::Node> metrics(const std::string& run_dir) {
-    std::vector<YAML::Node> out;
-    std::ifstream in(dir_ / run_dir / "metrics.jsonl");
-    for (std::string line; std::getline(in, line);) out.push_back(YAML::Load(line));
-    return out;
-  }
-
-  // Step by step within fp32 reduction-order noise: tensor parallelism adds partial sums of the row-parallel linears
-  // and data parallelism averages per-rank gradients, where one process sums the same terms in another order. Each
-  // step moves the result by a few ulps (observed ~1e-9 relative over 8 steps); 1e-5 leaves room for growth and still
-  // fails on any real error (a wrong gradient shifts the loss at 1e-3 within a step or two).
-  void expect_same_trajectory(const std::string& a, const std::string& b, size_t first = 0) {
-    const auto ma = metrics(a), mb = metrics(b);
-    ASSERT_EQ(ma.size(), mb.size()) << a << " vs " << b;
-    ASSERT_GT(ma.size(), first);
-    for (size_t i = first; i < ma.size(); ++i) {
-      ASSERT_EQ(ma[i]["step"].as<int>(), mb[i]["step"].as<int>());
-      for (const char* key : {"loss", "grad_norm"}) {
-        const double x = ma[i][key].as<double>(), y = mb[i][key].as<double>();
-        EXPECT_NEAR(x, y, 1e-5 * std::fabs(x)) << key << " at step " << ma[i]["step"].as<int>() << ", " << b;
-      }
-      if (ma[i]["val_loss"]) {
-        EXPECT_NEAR(ma[i]["val_loss"].as<double>(), mb[i]["val_loss"].as<double>(), 1e-5 * ma[i]["loss"].as<double>());
-      }
-      const YAML::Node sa = ma[i]["sites"], sb = mb[i]["sites"];
-      for (size_t s = 0; s < sa.size(); ++s)
-        EXPECT_NEAR(sa[s]["act_std"].as<double>(), sb[s]["act_std"].as<double>(),
-                    1e-5 * sa[s]["act_std"].as<double>());
-    }
-  }
-
-  dytrain::testing::TempDir tmp_;
-  const fs::path& dir_ = tmp_.path();
+  dytrain::testing::CliRuns runs_{tiny_config()};
+  const fs::path& dir_ = runs_.dir();
 };
 
 TEST_F(ParallelTrainTest, LayoutsFollowTheSingleProcessRun) {
@@ -136,7 +94,7 @@ TEST_F(ParallelTrainTest, StopSignalCheckpointsOnEveryRankAndStops) {
   const std::string run_dir = (dir_ / "term").string();
   const std::string script = (dir_ / "term.sh").string();
   std::ofstream(script) << "OMP_NUM_THREADS=1 timeout 120 " << DYTRAIN_MPIEXEC << " -np 2 " << DYTRAIN_BIN
-                        << " train " << (dir_ / "c.yaml").string() << " --run-dir " << run_dir
+                        << " train " << runs_.config() << " --run-dir " << run_dir
                         << " --set train.max_steps=1000000 > " << run_dir << ".log 2>&1 &\n"
                            "job=$!\n"
                            "for i in $(seq 1 150); do [ -f " << run_dir << "/metrics.jsonl ] && break; sleep 0.2; done\n"
@@ -157,7 +115,7 @@ TEST_F(ParallelTrainTest, AKilledRankEndsTheJob) {
   const std::string run_dir = (dir_ / "killed").string();
   const std::string script = dir_ / "kill.sh";
   std::ofstream(script) << "OMP_NUM_THREADS=1 timeout 120 " << DYTRAIN_MPIEXEC << " -np 2 " << DYTRAIN_BIN
-                        << " train " << (dir_ / "c.yaml").string() << " --run-dir " << run_dir
+                        << " train " << runs_.config() << " --run-dir " << run_dir
                         << " --set train.max_steps=1000000 --set train.log_every=100000 > " << run_dir
                         << ".log 2>&1 &\n"
                            "job=$!\n"

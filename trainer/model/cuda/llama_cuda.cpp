@@ -16,15 +16,18 @@
 
 namespace dytrain {
 
-LlamaModelCuda::LlamaModelCuda(const ModelConfig& cfg, cudaStream_t stream)
-    : layout_(cfg, /*tp_rank=*/0, /*tp_size=*/1), stream_(stream), blas_(std::make_unique<cuda::Blas>(stream)) {
+LlamaModelCuda::LlamaModelCuda(const ModelConfig& cfg, cudaStream_t stream, int64_t flat_elems)
+    : layout_(cfg, /*tp_rank=*/0, /*tp_size=*/1),
+      stream_(stream),
+      blas_(std::make_unique<cuda::Blas>(stream)),
+      flat_elems_(std::max(layout_.table.total(), flat_elems)) {
   if (!layout_.fused_qkv() || !layout_.fused_gate_up())
     throw std::invalid_argument(
         "the CUDA model multiplies q, k, v (and gate, up) in one GEMM, which needs each of those weight matrices to "
         "hold a multiple of " + std::to_string(kParamAlignElems) + " elements: choose model.dim and the head "
         "sizes as multiples of 8 (dim " + std::to_string(cfg.dim) + ", head_dim " + std::to_string(cfg.head_dim()) +
         ", ffn " + std::to_string(cfg.hidden_dim()) + ")");
-  const int64_t n = layout_.table.total();
+  const int64_t n = flat_elems_;
   param_arena_ = cuda::allocate_planned(
       [&](cuda::ArenaPlanner& a) {
         a.take(&params_, n, "parameters (fp32)");
@@ -36,6 +39,7 @@ LlamaModelCuda::LlamaModelCuda(const ModelConfig& cfg, cudaStream_t stream)
   const float one = 1.0f;
   DYTRAIN_CUDA_CHECK(cudaMemcpyAsync(one_, &one, sizeof(float), cudaMemcpyHostToDevice, stream_));
   DYTRAIN_CUDA_CHECK(cudaMemsetAsync(params_, 0, n * sizeof(float), stream_));
+  DYTRAIN_CUDA_CHECK(cudaMemsetAsync(params_bf16_, 0, n * sizeof(bf16), stream_));
   zero_grad();
 }
 
@@ -51,7 +55,7 @@ void LlamaModelCuda::init(uint64_t seed) {
 void LlamaModelCuda::upload_params(const float* host) {
   const int64_t n = layout_.table.total();
   DYTRAIN_CUDA_CHECK(cudaMemcpyAsync(params_, host, n * sizeof(float), cudaMemcpyHostToDevice, stream_));
-  cuda::f32_to_bf16(params_bf16_, params_, n, stream_);
+  refresh_bf16_params();
   DYTRAIN_CUDA_CHECK(cudaStreamSynchronize(stream_));  // host may be pageable and reused by the caller
 }
 
@@ -62,7 +66,11 @@ void LlamaModelCuda::download_params(float* host) {
 }
 
 void LlamaModelCuda::zero_grad() {
-  DYTRAIN_CUDA_CHECK(cudaMemsetAsync(grads_, 0, layout_.table.total() * sizeof(float), stream_));
+  DYTRAIN_CUDA_CHECK(cudaMemsetAsync(grads_, 0, flat_elems_ * sizeof(float), stream_));
+}
+
+void LlamaModelCuda::refresh_bf16_params() {
+  cuda::f32_to_bf16(params_bf16_, params_, layout_.table.total(), stream_);
 }
 
 std::vector<float> LlamaModelCuda::site_alphas() {

@@ -37,8 +37,10 @@ namespace dytrain {
 class LlamaModelCuda {
  public:
   // On the current device, queueing on `stream`. Throws std::invalid_argument when the layout cannot run fused
-  // (sizes that break the adjacency of q/k/v or gate/up, see layout.h).
-  LlamaModelCuda(const ModelConfig& cfg, cudaStream_t stream);
+  // (sizes that break the adjacency of q/k/v or gate/up, see layout.h). The flat buffers (parameters, their bf16
+  // copy, gradients) hold max(table().total(), flat_elems) elements, the tail past the table zero: ZeRO-1 pads them
+  // to equal blocks per dp rank, so it reduce-scatters the gradients and all-gathers the parameters in place.
+  LlamaModelCuda(const ModelConfig& cfg, cudaStream_t stream, int64_t flat_elems = 0);
   ~LlamaModelCuda();
 
   // As LlamaModel::init: the same numbers (drawn on the host), uploaded; the bf16 copy follows.
@@ -54,7 +56,10 @@ class LlamaModelCuda {
   float forward(const int32_t* tokens, int B, int T, cpu::SiteMoments* moments);
   void calibrate_alphas(const int32_t* tokens, int B, int T, double c);
   void backward(float loss_weight);
-  void zero_grad();
+  void zero_grad();  // the whole flat buffer, padding included
+  // The bf16 copy of every parameter from the fp32 master weights (after something other than the fused AdamW,
+  // e.g. a ZeRO-1 all-gather, changed them).
+  void refresh_bf16_params();
 
   // Called by backward() with each layer's gradient range once that layer's backward work is queued on stream();
   // nullptr: none. The callee orders its own work after it (an event on stream()).
@@ -67,9 +72,10 @@ class LlamaModelCuda {
   std::vector<float> site_alphas();  // metrics order; 0 for RMSNorm sites
   float embed_scale();               // 0 when the model has none
 
-  float* params() { return params_; }             // (table().total()) fp32 master weights, device
-  float* grads() { return grads_; }               // (table().total()) fp32, device
-  __nv_bfloat16* params_bf16() { return params_bf16_; }  // (table().total()) the copy the GEMMs read
+  int64_t flat_elems() const { return flat_elems_; }  // the flat buffers' length, >= table().total()
+  float* params() { return params_; }             // (flat_elems()) fp32 master weights, device
+  float* grads() { return grads_; }               // (flat_elems()) fp32, device
+  __nv_bfloat16* params_bf16() { return params_bf16_; }  // (flat_elems()) the copy the GEMMs read
   cudaStream_t stream() const { return stream_; }
   std::map<std::string, size_t> memory() const;  // bytes by category, the arenas and the cuBLASLt workspace
 
@@ -99,6 +105,7 @@ class LlamaModelCuda {
   cudaStream_t stream_;
   std::unique_ptr<cuda::Blas> blas_;
 
+  int64_t flat_elems_;
   cuda::DeviceArena param_arena_;
   std::map<std::string, size_t> param_bytes_;
   float* params_ = nullptr;

@@ -1,0 +1,121 @@
+// The staged device backend (device_comm.h) on real ranks: every collective on device buffers against values computed
+// locally, as comm_test.cpp does for the host backends. Rank r contributes r + 1 + j at element j: small integers,
+// exact in float and double, so sums compare with EXPECT_EQ and avg with the contract's sum / size. Run alone and
+// under mpirun -np 2, where both ranks share GPU 0 (the point of this backend: NCCL refuses that). Skips with a message
+// on a machine without a CUDA device (every rank sees the same, so no rank waits in a collective alone).
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "parallel/device_comm.h"
+#include "tests/kernels/cuda/cuda_test_util.h"
+#include "tests/parallel/world.h"
+
+namespace dytrain {
+namespace {
+
+using test::DeviceBuffer;
+
+const int64_t kSizes[] = {0, 1, 3, 17, 1000};
+
+template <typename T>
+std::vector<T> contribution(int rank, int64_t n) {
+  std::vector<T> v(n);
+  for (int64_t j = 0; j < n; ++j) v[j] = static_cast<T>(rank + 1 + j);
+  return v;
+}
+
+template <typename T>
+T reduced(ReduceOp op, int size, int64_t j) {
+  const T sum = static_cast<T>(size * (size + 1) / 2 + static_cast<int64_t>(size) * j);
+  if (op == ReduceOp::sum) return sum;
+  if (op == ReduceOp::avg) return sum / static_cast<T>(size);
+  return static_cast<T>(size + j);
+}
+
+class StagedComm : public testing::Test {
+ protected:
+  void SetUp() override {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0)
+      GTEST_SKIP() << "no CUDA device: the staged device backend is built but cannot run here";
+    host_ = test::world_communicator();
+    comm_ = make_staged_communicator(*host_, /*device=*/0);
+  }
+
+  template <typename T>
+  void check_all_reduce() {
+    for (int64_t n : kSizes)
+      for (ReduceOp op : {ReduceOp::sum, ReduceOp::avg, ReduceOp::max}) {
+        DeviceBuffer<T> buf(contribution<T>(comm_->rank(), n));
+        comm_->all_reduce(buf.get(), n, op);
+        comm_->synchronize();
+        std::vector<T> want(n);
+        for (int64_t j = 0; j < n; ++j) want[j] = reduced<T>(op, comm_->size(), j);
+        EXPECT_EQ(buf.download(), want) << "n " << n << " op " << static_cast<int>(op);
+      }
+  }
+
+  std::unique_ptr<Communicator> host_;
+  std::unique_ptr<DeviceCommunicator> comm_;
+};
+
+TEST_F(StagedComm, AllReduceFloatAndDouble) {
+  check_all_reduce<float>();
+  check_all_reduce<double>();
+}
+
+TEST_F(StagedComm, ReduceScatterSeparateAndInPlace) {
+  const int P = comm_->size(), r = comm_->rank();
+  for (int64_t block : kSizes) {
+    DeviceBuffer<float> in(contribution<float>(r, P * block)), out(std::vector<float>(block, -1.0f));
+    comm_->reduce_scatter(out.get(), in.get(), block, ReduceOp::avg);
+    // In place, as ZeRO-1 runs it: this rank's block of the input receives its block of the result.
+    comm_->reduce_scatter(in.get() + r * block, in.get(), block, ReduceOp::sum);
+    comm_->synchronize();
+    std::vector<float> want_avg(block), want_sum(block);
+    for (int64_t j = 0; j < block; ++j) {
+      want_avg[j] = reduced<float>(ReduceOp::avg, P, r * block + j);
+      want_sum[j] = reduced<float>(ReduceOp::sum, P, r * block + j);
+    }
+    EXPECT_EQ(out.download(), want_avg) << "block " << block;
+    const std::vector<float> got = in.download();
+    EXPECT_EQ(std::vector<float>(got.begin() + r * block, got.begin() + (r + 1) * block), want_sum) << "block "
+                                                                                                     << block;
+  }
+}
+
+TEST_F(StagedComm, AllGatherSeparateAndInPlace) {
+  const int P = comm_->size(), r = comm_->rank();
+  for (int64_t block : kSizes) {
+    std::vector<float> want(P * block);
+    for (int q = 0; q < P; ++q)
+      for (int64_t j = 0; j < block; ++j) want[q * block + j] = static_cast<float>(100 * q + j);
+    std::vector<float> mine(block);
+    for (int64_t j = 0; j < block; ++j) mine[j] = static_cast<float>(100 * r + j);
+    DeviceBuffer<float> in(mine), out(std::vector<float>(P * block, -1.0f));
+    comm_->all_gather(out.get(), in.get(), block);
+    std::vector<float> own_only(P * block, -1.0f);
+    std::copy(mine.begin(), mine.end(), own_only.begin() + r * block);
+    DeviceBuffer<float> in_place(own_only);
+    comm_->all_gather(in_place.get(), in_place.get() + r * block, block);
+    comm_->synchronize();
+    EXPECT_EQ(out.download(), want) << "block " << block;
+    EXPECT_EQ(in_place.download(), want) << "block " << block;
+  }
+}
+
+TEST_F(StagedComm, BroadcastFromTheLastRankAndBarrier) {
+  const int root = comm_->size() - 1;
+  std::vector<float> host(7, static_cast<float>(comm_->rank()));
+  DeviceBuffer<float> buf(host);
+  comm_->broadcast(buf.get(), 7 * sizeof(float), root);
+  comm_->barrier();
+  EXPECT_EQ(buf.download(), std::vector<float>(7, static_cast<float>(root)));
+}
+
+}  // namespace
+}  // namespace dytrain
