@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything that needs a GPU, in one call: build for the GPU, the CUDA kernel / model / engine / training tests, the
-# NCCL communicator on one rank, the staged device communicator and data parallelism with ZeRO-1 on two ranks sharing
-# the GPU, the norm and training-throughput benchmarks, and a short real training run on the GPU.
+# NCCL communicator on one rank, the staged device communicator, the tensor-parallel GPU model and data / tensor
+# parallelism with ZeRO-1 on 2-4 ranks sharing the GPU, the norm and training-throughput benchmarks, and a short real
+# training run on the GPU.
 #   bash launch/gpu_check.sh OUT_DIR        (OUT_DIR/gpu_check.tar.gz: every log and figure; a summary on stdout)
 # Napkin math: build (only these targets) ~3 min on 16 cores; the tests ~1 min; bench_norms ~20 s; bench_train 3 shapes x 13 steps, the
 # largest (d2048, ~950M params, 16K tokens/step at ~100K tok/s) ~0.2 s/step, ~1 min with set-up; the tiny run (300
@@ -20,7 +21,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu
 echo "== build (Release, sm_90)"
 if ! { cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 &&
        cmake --build build-gpu -j "$(nproc)" --target dytrain test_kernels_cuda model_cuda_test cuda_train_test \
-         train_test parallel_nccl_test parallel_staged_test cuda_parallel_train_test dytrain_bench_norms \
+         train_test parallel_nccl_test parallel_staged_test tp_llama_cuda_test cuda_parallel_train_test \
+         dytrain_bench_norms \
          dytrain_bench_train; } > "$out/build.log" 2>&1; then
   tail -40 "$out/build.log"
   exit 1
@@ -28,7 +30,7 @@ fi
 
 echo "== GPU tests"
 status=0
-mpi=(mpirun -np 2 --oversubscribe --bind-to none)
+mpi=(mpirun --oversubscribe --bind-to none)
 [ "$(id -u)" = 0 ] && mpi+=(--allow-run-as-root)
 # name | command (binaries relative to build-gpu/tests). A hung kernel must not eat the device call: each gets a few
 # minutes at most.
@@ -38,7 +40,9 @@ checks=(
   "engine_contract|trainer/train/train_test --gtest_filter=Devices/EngineContract.*"
   "cuda_train_test|trainer/train/cuda_train_test"
   "parallel_nccl_test|parallel/parallel_nccl_test"
-  "parallel_staged_np2|${mpi[*]} build-gpu/tests/parallel/parallel_staged_test"
+  "parallel_staged_np2|${mpi[*]} -np 2 build-gpu/tests/parallel/parallel_staged_test"
+  "tp_llama_cuda_np2|${mpi[*]} -np 2 build-gpu/tests/trainer/model/tp_llama_cuda_test"
+  "tp_llama_cuda_np4|${mpi[*]} -np 4 build-gpu/tests/trainer/model/tp_llama_cuda_test"
   "cuda_parallel_train_test|trainer/train/cuda_parallel_train_test"
 )
 for check in "${checks[@]}"; do

@@ -6,6 +6,7 @@
 // Both order their work on stream(): the caller makes stream() wait for the compute work that produced a buffer
 // (an event), and synchronize() before the compute stream reads a result.
 #pragma once
+#include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
 #include <memory>
@@ -20,6 +21,9 @@ class DeviceCommunicator : public Communicator {
   // Every buffer passed in is a device pointer on device().
   virtual cudaStream_t stream() const = 0;
   virtual int device() const = 0;
+  // In place over n bf16 elements: the sum over the group, rounded to bf16 (the tensor-parallel activations and
+  // their gradients). Every rank receives the same bits.
+  virtual void all_reduce_sum_bf16(__nv_bfloat16* buf, int64_t n) = 0;
 };
 
 // The staged backend over `host_group` (an MPI communicator, or the self communicator), on `device`. Every call is

@@ -141,6 +141,10 @@ void NcclCommunicator::all_reduce(double* buf, int64_t n, ReduceOp op) {
   DYTRAIN_NCCL_CALL(ncclAllReduce(buf, buf, static_cast<size_t>(n), ncclFloat64, nccl_op(op), comm_, stream_));
 }
 
+void NcclCommunicator::all_reduce_sum_bf16(__nv_bfloat16* buf, int64_t n) {
+  DYTRAIN_NCCL_CALL(ncclAllReduce(buf, buf, static_cast<size_t>(n), ncclBfloat16, ncclSum, comm_, stream_));
+}
+
 void NcclCommunicator::reduce_scatter(float* out, const float* in, int64_t n_per_rank, ReduceOp op) {
   DYTRAIN_NCCL_CALL(
       ncclReduceScatter(in, out, static_cast<size_t>(n_per_rank), ncclFloat32, nccl_op(op), comm_, stream_));

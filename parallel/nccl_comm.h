@@ -31,6 +31,7 @@ class NcclCommunicator final : public DeviceCommunicator {
   // All buffers are device pointers on device(). Asynchronous on stream(); avg is NCCL's ncclAvg.
   void all_reduce(float* buf, int64_t n, ReduceOp op) override;
   void all_reduce(double* buf, int64_t n, ReduceOp op) override;
+  void all_reduce_sum_bf16(__nv_bfloat16* buf, int64_t n) override;
   void reduce_scatter(float* out, const float* in, int64_t n_per_rank, ReduceOp op) override;
   void all_gather(float* out, const float* in, int64_t n_per_rank) override;
   void broadcast(void* buf, int64_t bytes, int root) override;

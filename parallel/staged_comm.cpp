@@ -40,6 +40,18 @@ class StagedCommunicator final : public DeviceCommunicator {
   void all_reduce(float* buf, int64_t n, ReduceOp op) override { all_reduce_typed(buf, n, op); }
   void all_reduce(double* buf, int64_t n, ReduceOp op) override { all_reduce_typed(buf, n, op); }
 
+  // MPI has no bf16: the sum runs in fp32 on the host and is rounded once (NCCL rounds after each addition, which
+  // for two ranks is the same single rounding).
+  void all_reduce_sum_bf16(__nv_bfloat16* buf, int64_t n) override {
+    float* h = staging<float>(n + (n + 1) / 2);  // n floats, then the n bf16 as they arrive
+    auto* raw = reinterpret_cast<__nv_bfloat16*>(h + n);
+    to_host(raw, buf, n);
+    for (int64_t i = 0; i < n; ++i) h[i] = __bfloat162float(raw[i]);
+    host_.all_reduce(h, n, ReduceOp::sum);
+    for (int64_t i = 0; i < n; ++i) raw[i] = __float2bfloat16_rn(h[i]);
+    to_device(buf, raw, n);
+  }
+
   void reduce_scatter(float* out, const float* in, int64_t n_per_rank, ReduceOp op) override {
     const int64_t n_in = n_per_rank * size();
     float* h = staging<float>(n_in + n_per_rank);

@@ -17,6 +17,12 @@
 // Backward. Elementwise given the lse: p = exp(x - lse), d = dloss * p, minus dloss at the target (the CPU op's order).
 // Each element is read before it is written, by the same thread, which is what makes dlogits == logits safe.
 //
+// Vocabulary parallelism. A rank's logits are the columns [vocab_begin, vocab_begin + V) of the full rows; the forward
+// kernel then also reports the target's logit (0 where another rank holds the target), the ranks' lse parts are
+// gathered, and a combine kernel takes the log-sum-exp of the parts in rank order, one thread per row, so the result
+// is the same bits on every rank. The backward takes the combined lse and the same offset. The combined loss is
+// lse - logit[target]: the subtraction the single-rank path avoids, an ulp of lse (1e-6 at lse ~ 10) of error.
+//
 // expf (2 ulp), not __expf: the fast one's error grows with |argument|, and the arguments here reach -160 for +-80
 // logits; the difference in cost is a few FMAs per element of a memory-bound kernel.
 #include "kernels/cuda/cross_entropy.cuh"
@@ -79,10 +85,12 @@ __device__ __forceinline__ RowSplit split_row(const bf16* row, int V) {
   return {head, vectors, head + vectors * kVec};
 }
 
-// losses, lse (N); logits (N, V); targets (N).
+// losses (N) or nullptr, lse (N), target_logit (N) or nullptr; logits (N, V), the columns from vocab_begin; targets (N).
+// A target outside these columns counts as a logit of 0 (only a vocabulary-parallel rank sees one).
 __global__ void __launch_bounds__(kThreads)
-    cross_entropy_forward_kernel(float* __restrict__ losses, float* __restrict__ lse, const bf16* __restrict__ logits,
-                                 const int32_t* __restrict__ targets, int64_t N, int V) {
+    cross_entropy_forward_kernel(float* __restrict__ losses, float* __restrict__ lse,
+                                 float* __restrict__ target_logit, const bf16* __restrict__ logits,
+                                 const int32_t* __restrict__ targets, int64_t vocab_begin, int64_t N, int V) {
   __shared__ MaxSum warp_pairs[kWarps];
   const int lane = threadIdx.x % 32;
   const int warp = threadIdx.x / 32;
@@ -114,8 +122,11 @@ __global__ void __launch_bounds__(kThreads)
       acc = warp_merge(lane < kWarps ? warp_pairs[lane] : MaxSum{-INFINITY, 0.0f});
       if (lane == 0) {
         const float log_sum = logf(acc.sum);
+        const int64_t target = targets[n] - vocab_begin;
+        const float x_target = target >= 0 && target < V ? __bfloat162float(x[target]) : 0.0f;
         lse[n] = acc.max + log_sum;
-        losses[n] = (acc.max - __bfloat162float(x[targets[n]])) + log_sum;
+        if (losses) losses[n] = (acc.max - x_target) + log_sum;
+        if (target_logit) target_logit[n] = x_target;
       }
     }
     __syncthreads();  // warp_pairs is written again for the next row
@@ -127,15 +138,17 @@ __device__ __forceinline__ bf16 logit_grad(float x, float row_lse, float dloss, 
   return __float2bfloat16_rn(is_target ? d - dloss : d);
 }
 
-// dlogits, logits (N, V), possibly the same buffer (no __restrict__); lse, targets (N).
+// dlogits, logits (N, V), possibly the same buffer (no __restrict__), the columns from vocab_begin; lse, targets (N).
 __global__ void __launch_bounds__(kThreads)
     cross_entropy_backward_kernel(bf16* dlogits, const bf16* logits, const float* __restrict__ lse,
-                                  const int32_t* __restrict__ targets, float dloss, int64_t N, int V) {
+                                  const int32_t* __restrict__ targets, int64_t vocab_begin, float dloss, int64_t N,
+                                  int V) {
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
     const bf16* x = logits + n * V;
     bf16* dx = dlogits + n * V;
     const float row_lse = lse[n];
-    const int target = targets[n];
+    const int64_t local_target = targets[n] - vocab_begin;
+    const int target = local_target >= 0 && local_target < V ? static_cast<int>(local_target) : -1;  // -1: no column
     const RowSplit s = split_row(x, V);  // dlogits has the same offset from a 16-byte boundary (entry point)
     const int t = threadIdx.x;
     if (t < s.head) dx[t] = logit_grad(__bfloat162float(x[t]), row_lse, dloss, t == target);
@@ -155,17 +168,35 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// losses, lse, target_logit (N); lse_parts (P, N): rank p's lse of row n at p * N + n.
+__global__ void cross_entropy_combine_kernel(float* __restrict__ losses, float* __restrict__ lse,
+                                             const float* __restrict__ lse_parts,
+                                             const float* __restrict__ target_logit, int64_t N, int P) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t n = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; n < N; n += stride) {
+    float m = -INFINITY;
+    for (int p = 0; p < P; ++p) m = fmaxf(m, lse_parts[p * N + n]);
+    float sum = 0.0f;
+    for (int p = 0; p < P; ++p) sum += expf(lse_parts[p * N + n] - m);
+    const float row_lse = m + logf(sum);
+    lse[n] = row_lse;
+    losses[n] = row_lse - target_logit[n];
+  }
+}
+
 int row_grid(int64_t N) { return static_cast<int>(std::min(N, kMaxGrid)); }
 
-void launch_cross_entropy_forward(float* losses, float* lse, const bf16* logits, const int32_t* targets, int64_t N,
-                                  int V, cudaStream_t stream) {
-  cross_entropy_forward_kernel<<<row_grid(N), kThreads, 0, stream>>>(losses, lse, logits, targets, N, V);
+void launch_cross_entropy_forward(float* losses, float* lse, float* target_logit, const bf16* logits,
+                                  const int32_t* targets, int64_t vocab_begin, int64_t N, int V, cudaStream_t stream) {
+  cross_entropy_forward_kernel<<<row_grid(N), kThreads, 0, stream>>>(losses, lse, target_logit, logits, targets,
+                                                                     vocab_begin, N, V);
   DYTRAIN_CUDA_CHECK(cudaGetLastError());
 }
 
 void launch_cross_entropy_backward(bf16* dlogits, const bf16* logits, const float* lse, const int32_t* targets,
-                                   float dloss, int64_t N, int V, cudaStream_t stream) {
-  cross_entropy_backward_kernel<<<row_grid(N), kThreads, 0, stream>>>(dlogits, logits, lse, targets, dloss, N, V);
+                                   int64_t vocab_begin, float dloss, int64_t N, int V, cudaStream_t stream) {
+  cross_entropy_backward_kernel<<<row_grid(N), kThreads, 0, stream>>>(dlogits, logits, lse, targets, vocab_begin,
+                                                                      dloss, N, V);
   DYTRAIN_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -194,11 +225,45 @@ void cross_entropy_forward(float* losses, float* lse, const bf16* logits, const 
   check_bf16(op, "logits", logits);
   detail::check_not_null(op, "targets", targets);
   if (N == 0) return;
-  launch_cross_entropy_forward(losses, lse, logits, targets, N, V, stream);
+  launch_cross_entropy_forward(losses, lse, nullptr, logits, targets, 0, N, V, stream);
+}
+
+void cross_entropy_partial_forward(float* lse_part, float* target_logit, const bf16* logits, const int32_t* targets,
+                                   int64_t vocab_begin, int64_t N, int V, cudaStream_t stream) {
+  const char* op = "cross_entropy_partial_forward";
+  check_rows(op, N, V);
+  detail::check_not_null(op, "lse_part", lse_part);
+  detail::check_not_null(op, "target_logit", target_logit);
+  check_bf16(op, "logits", logits);
+  detail::check_not_null(op, "targets", targets);
+  if (vocab_begin < 0) {
+    throw std::invalid_argument(detail::op_name(op) + ": vocab_begin " + std::to_string(vocab_begin) +
+                                " is negative; pass the first vocabulary id of these columns");
+  }
+  if (N == 0) return;
+  launch_cross_entropy_forward(nullptr, lse_part, target_logit, logits, targets, vocab_begin, N, V, stream);
+}
+
+void cross_entropy_combine(float* losses, float* lse, const float* lse_parts, const float* target_logit, int64_t N,
+                           int P, cudaStream_t stream) {
+  const char* op = "cross_entropy_combine";
+  if (N < 0 || P < 1) {
+    throw std::invalid_argument(detail::op_name(op) + ": " + std::to_string(N) + " rows of " + std::to_string(P) +
+                                " parts: need N >= 0 and at least one part");
+  }
+  detail::check_not_null(op, "losses", losses);
+  detail::check_not_null(op, "lse", lse);
+  detail::check_not_null(op, "lse_parts", lse_parts);
+  detail::check_not_null(op, "target_logit", target_logit);
+  if (N == 0) return;
+  constexpr int kCombineThreads = 256;
+  const int grid = static_cast<int>(std::min(detail::ceil_div(N, kCombineThreads), kMaxGrid));
+  cross_entropy_combine_kernel<<<grid, kCombineThreads, 0, stream>>>(losses, lse, lse_parts, target_logit, N, P);
+  DYTRAIN_CUDA_CHECK(cudaGetLastError());
 }
 
 void cross_entropy_backward(bf16* dlogits, const bf16* logits, const float* lse, const int32_t* targets, float dloss,
-                            int64_t N, int V, cudaStream_t stream) {
+                            int64_t N, int V, cudaStream_t stream, int64_t vocab_begin) {
   const char* op = "cross_entropy_backward";
   check_rows(op, N, V);
   check_bf16(op, "dlogits", dlogits);
@@ -212,7 +277,7 @@ void cross_entropy_backward(bf16* dlogits, const bf16* logits, const float* lse,
                                 "start at the same offset, such as two cudaMalloc'd ones");
   }
   if (N == 0) return;
-  launch_cross_entropy_backward(dlogits, logits, lse, targets, dloss, N, V, stream);
+  launch_cross_entropy_backward(dlogits, logits, lse, targets, vocab_begin, dloss, N, V, stream);
 }
 
 }  // namespace dytrain::cuda

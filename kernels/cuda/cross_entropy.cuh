@@ -25,7 +25,21 @@ void cross_entropy_forward(float* losses, float* lse, const __nv_bfloat16* logit
 // (N). dloss is the weight of each row's loss in the objective, e.g. 1 / (N * grad_accum) for a mean. dlogits may be
 // logits itself (the model overwrites its logits with their gradient); otherwise the two must sit at the same offset
 // from a 16-byte boundary (any two cudaMalloc'd buffers do), since rows are accessed 16 bytes at a time.
+// Vocabulary-parallel: logits are the columns [vocab_begin, vocab_begin + V) of the full rows, lse the combined one;
+// a target outside the columns has no onehot term here.
 void cross_entropy_backward(__nv_bfloat16* dlogits, const __nv_bfloat16* logits, const float* lse,
-                            const int32_t* targets, float dloss, int64_t N, int V, cudaStream_t stream);
+                            const int32_t* targets, float dloss, int64_t N, int V, cudaStream_t stream,
+                            int64_t vocab_begin = 0);
+
+// The vocabulary-parallel forward (Megatron-LM's), in two steps around the tensor-parallel collectives:
+// 1. each rank, on its columns [vocab_begin, vocab_begin + V) of the full rows: lse_part (N) = logsumexp over them,
+//    target_logit (N) = logits[n, targets[n] - vocab_begin] when the target is among them, else 0;
+// 2. with lse_parts (P, N) gathered from the P ranks in rank order and target_logit summed over them (one rank's
+//    value): lse (N) = logsumexp of the parts, losses (N) = lse - target_logit. The same bits on every rank.
+void cross_entropy_partial_forward(float* lse_part, float* target_logit, const __nv_bfloat16* logits,
+                                   const int32_t* targets, int64_t vocab_begin, int64_t N, int V,
+                                   cudaStream_t stream);
+void cross_entropy_combine(float* losses, float* lse, const float* lse_parts, const float* target_logit, int64_t N,
+                           int P, cudaStream_t stream);
 
 }  // namespace dytrain::cuda

@@ -68,6 +68,20 @@ TEST_F(StagedComm, AllReduceFloatAndDouble) {
   check_all_reduce<double>();
 }
 
+TEST_F(StagedComm, Bf16SumIsExactOnSmallIntegers) {
+  // Integers up to 256 are exact in bf16's 8 significant bits: sums of r + 1 + j for j < 64 over 2 ranks stay below.
+  for (int64_t n : {int64_t{0}, int64_t{1}, int64_t{63}}) {
+    std::vector<uint16_t> bits(n);
+    for (int64_t j = 0; j < n; ++j) bits[j] = test::bf16_bits(static_cast<float>(comm_->rank() + 1 + j));
+    DeviceBuffer<uint16_t> buf(bits);
+    comm_->all_reduce_sum_bf16(reinterpret_cast<__nv_bfloat16*>(buf.get()), n);
+    comm_->synchronize();
+    const std::vector<uint16_t> got = buf.download();
+    for (int64_t j = 0; j < n; ++j)
+      EXPECT_EQ(test::bf16_value(got[j]), reduced<float>(ReduceOp::sum, comm_->size(), j)) << "element " << j;
+  }
+}
+
 TEST_F(StagedComm, ReduceScatterSeparateAndInPlace) {
   const int P = comm_->size(), r = comm_->rank();
   for (int64_t block : kSizes) {

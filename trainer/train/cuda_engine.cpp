@@ -18,12 +18,15 @@
 // Checkpoints go through host copies of the parameters and moments, so the files and the cross-layout logic are those
 // of the CPU engine (distributed_checkpoint.h).
 //
-// Not yet on the GPU: tensor parallelism (tp > 1); make_cuda_engine refuses it with a message.
+// Tensor parallelism (tp > 1) lives in the model (llama_cuda.h), on a second device communicator over the tp group;
+// the engine counts the replicated tensors' gradients once in the global norm.
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <stdexcept>
 #include <vector>
 
+#include "kernels/cpu/grad_norm.h"
 #include "kernels/cuda/adamw.cuh"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/device_arena.h"
@@ -39,9 +42,10 @@
 namespace dytrain {
 namespace {
 
-// This dp rank's range of the flat parameter buffer: the whole buffer, or with ZeRO-1 its block (grad_sync.h).
+// This dp rank's range of its tp rank's flat parameter buffer: the whole buffer, or with ZeRO-1 its block
+// (grad_sync.h).
 ShardRange optimizer_range(const Config& cfg, const Mesh& mesh) {
-  const int64_t n = LlamaLayout(cfg.model, /*tp_rank=*/0, /*tp_size=*/1).table.total();
+  const int64_t n = LlamaLayout(cfg.model, mesh.tp_rank, mesh.tp).table.total();
   if (cfg.parallel.zero1 && mesh.dp > 1) return shard_range(n, mesh.dp, mesh.dp_rank);
   return ShardRange{0, n, n};
 }
@@ -99,7 +103,8 @@ class CudaEngine final : public Engine {
         stream_(device_),
         range_(optimizer_range(cfg, mesh)),
         zero1_(cfg.parallel.zero1 && mesh.dp > 1),
-        model_(cfg.model, stream_, zero1_ ? range_.block * mesh.dp : 0) {
+        tp_(mesh.tp > 1 ? make_device_communicator(cfg.parallel.gpu_comm, *mesh.tp_group, device_) : nullptr),
+        model_(cfg.model, stream_, zero1_ ? range_.block * mesh.dp : 0, tp_.get()) {
     if (mesh.dp > 1) {
       dp_ = make_device_communicator(cfg.parallel.gpu_comm, *mesh.dp_group, device_);
       dp_stream_ = dp_->stream();
@@ -171,16 +176,7 @@ class CudaEngine final : public Engine {
       average_->finish();  // host-blocking: NCCL's synchronize() also surfaces a remote rank's error here
       average_.reset();
     }
-    cuda::sum_squares(norm_sq_, grads, n, norm_ws_, norm_ws_bytes_, stream_);
-    if (zero1_) {  // the blocks partition the buffer: their squares add up to the whole norm's
-      grads_ready_.order(stream_, dp_stream_);
-      dp_->all_reduce(norm_sq_, 1, ReduceOp::sum);
-      dp_->synchronize();
-    }
-    double sq = 0.0;
-    DYTRAIN_CUDA_CHECK(cudaMemcpyAsync(&sq, norm_sq_, sizeof(double), cudaMemcpyDeviceToHost, stream_));
-    DYTRAIN_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    const double grad_norm = std::sqrt(sq);
+    const double grad_norm = std::sqrt(global_square_sum(grads, n));
     if (!std::isfinite(grad_norm)) return grad_norm;
 
     ++t_;
@@ -195,6 +191,44 @@ class CudaEngine final : public Engine {
       model_.refresh_bf16_params();
     }
     return grad_norm;
+  }
+
+  // The squared global gradient norm from this rank's range (grads, n elements): each element of the whole model
+  // counted once over the mesh, as the CPU engine's grad_square_sum counts it. Replicated tensors (the same on every tp
+  // rank) count on tp rank 0 only; the ZeRO-1 blocks partition the buffer, so their squares add up over dp. The sums
+  // over the groups are one double each, over the mesh's host communicators.
+  double global_square_sum(const float* grads, int64_t n) {
+    cuda::sum_squares(norm_sq_, grads, n, norm_ws_, norm_ws_bytes_, stream_);
+    double sq = 0.0;
+    DYTRAIN_CUDA_CHECK(cudaMemcpyAsync(&sq, norm_sq_, sizeof(double), cudaMemcpyDeviceToHost, stream_));
+    DYTRAIN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (mesh_.tp_rank != 0) sq = std::max(0.0, sq - replicated_square_sum(grads));
+    if (mesh_.tp > 1) mesh_.tp_group->all_reduce(&sq, 1, ReduceOp::sum);
+    if (zero1_) mesh_.dp_group->all_reduce(&sq, 1, ReduceOp::sum);
+    return sq;
+  }
+
+  // Sum of squares of the replicated tensors' gradients inside this rank's range (grads holds the range): small
+  // tensors (the norm sites, embed_scale), copied to the host.
+  double replicated_square_sum(const float* grads) {
+    std::vector<float> host;
+    std::vector<std::pair<int64_t, int64_t>> pieces;  // (offset in host, length)
+    for (const ParamSpec& spec : model_.table().specs()) {
+      if (spec.split != TpSplit::replicated) continue;
+      const int64_t lo = std::max(range_.begin, spec.offset), hi = std::min(range_.end, spec.offset + spec.numel);
+      if (lo < hi) pieces.emplace_back(lo - range_.begin, hi - lo);
+    }
+    int64_t total = 0;
+    for (const auto& piece : pieces) total += piece.second;
+    host.resize(total);
+    int64_t at = 0;
+    for (const auto& [offset, length] : pieces) {
+      DYTRAIN_CUDA_CHECK(cudaMemcpyAsync(host.data() + at, grads + offset, length * sizeof(float),
+                                         cudaMemcpyDeviceToHost, stream_));
+      at += length;
+    }
+    DYTRAIN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return cpu::sum_squares(host.data(), total);
   }
 
   std::vector<float> site_alphas() override { return model_.site_alphas(); }
@@ -242,6 +276,7 @@ class CudaEngine final : public Engine {
   CudaStream stream_;
   ShardRange range_;  // the flat range this rank's optimizer updates: everything, or its ZeRO-1 block
   bool zero1_;        // ZeRO-1 with dp > 1
+  std::unique_ptr<DeviceCommunicator> tp_;  // the tp group on device buffers, when tp > 1 (the model's)
   LlamaModelCuda model_;
   std::unique_ptr<DeviceCommunicator> dp_;  // the dp group on device buffers, when dp > 1
   cudaStream_t dp_stream_ = nullptr;        // its stream
@@ -268,10 +303,6 @@ int cuda_device_count() {
 }
 
 std::unique_ptr<Engine> make_cuda_engine(const Config& cfg, Mesh& mesh) {
-  if (mesh.tp > 1)
-    throw std::invalid_argument("parallel.tp = " + std::to_string(mesh.tp) +
-                                ": tensor parallelism is not on the CUDA backend yet; use parallel.tp: 1 (data "
-                                "parallelism and parallel.zero1 work on the GPU) or train.device: cpu");
   return std::make_unique<CudaEngine>(cfg, mesh);
 }
 

@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -184,6 +185,71 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaCrossEntropy, testing::ValuesIn(ce_cases())
 
 using CudaCrossEntropyCases = CudaTest;
 
+// Tensor parallelism splits each row's columns over P ranks: the partial forward on every part, the combine of the
+// gathered lse parts, and the backward of every part from the combined lse reproduce the whole rows. Tolerances: each
+// part's lse carries the single-kernel bound for its width; the combine adds an expf per part (2 ulp), P - 1 adds, a
+// logf and a final add (2u each, relative to their terms); the loss is then lse - target logit, one more rounding at
+// |loss|. The backward of a part computes each element exactly as the whole-row kernel does from the same lse, so
+// the two are compared bit for bit (which checks that each part finds its target column, and only its own).
+TEST_F(CudaCrossEntropyCases, VocabularyPartsReproduceTheWholeRows) {
+  for (const CeCase c : {CeCase{7, 1000}, CeCase{300, 50257}, CeCase{16, 9}}) {
+    const CeInputs in(c.N, c.V);
+    const int64_t N = in.N;
+    const std::vector<double> lse_ref = reference_lse(in);
+    for (int P : {2, 3}) {
+      SCOPED_TRACE("N " + std::to_string(N) + " V " + std::to_string(in.V) + " parts " + std::to_string(P));
+      const int width = (in.V + P - 1) / P;  // the last part is narrower when P does not divide V
+      DeviceBuffer<int32_t> targets(in.targets);
+      DeviceBuffer<float> lse_parts(static_cast<size_t>(P) * N), target_logit_part(N);
+      std::vector<float> target_logit(N, 0.0f);
+      std::vector<std::unique_ptr<DeviceBf16>> parts;
+      for (int p = 0; p < P; ++p) {
+        const int begin = p * width, cols = std::min(in.V, begin + width) - begin;
+        std::vector<float> part(static_cast<size_t>(N) * cols);
+        for (int64_t n = 0; n < N; ++n)
+          std::copy_n(in.logits.begin() + n * in.V + begin, cols, part.begin() + n * cols);
+        parts.push_back(std::make_unique<DeviceBf16>(part));
+        cuda::cross_entropy_partial_forward(lse_parts.get() + p * N, target_logit_part.get(), parts.back()->get(),
+                                            targets.get(), begin, N, cols, nullptr);
+        DYTRAIN_CUDA_CHECK(cudaDeviceSynchronize());
+        const std::vector<float> t = target_logit_part.download();
+        for (int64_t n = 0; n < N; ++n) target_logit[n] += t[n];  // what the tp all-reduce sums
+      }
+      DeviceBuffer<float> target_sum(target_logit), losses(N), lse(N);
+      cuda::cross_entropy_combine(losses.get(), lse.get(), lse_parts.get(), target_sum.get(), N, P, nullptr);
+      DYTRAIN_CUDA_CHECK(cudaDeviceSynchronize());
+      const std::vector<float> got_lse = lse.download(), got_loss = losses.download();
+      for (int64_t n = 0; n < N; ++n) {
+        const double x_target = in.logits[n * in.V + in.targets[n]];
+        EXPECT_EQ(target_logit[n], static_cast<float>(x_target)) << "row " << n;
+        const double tol_lse = sum_rel_bound(width) + (4.0 * P + 4.0) * kF32 * (std::fabs(lse_ref[n]) + 1.0);
+        EXPECT_NEAR(got_lse[n], lse_ref[n], tol_lse) << "row " << n;
+        const double loss_ref = lse_ref[n] - x_target;
+        EXPECT_NEAR(got_loss[n], loss_ref, tol_lse + 2 * kF32 * std::fabs(loss_ref)) << "row " << n;
+      }
+
+      const float dloss = 1.0f / static_cast<float>(N);
+      DeviceBf16 whole(in.logits);
+      cuda::cross_entropy_backward(whole.get(), whole.get(), lse.get(), targets.get(), dloss, N, in.V, nullptr);
+      for (int p = 0; p < P; ++p) {
+        const int begin = p * width, cols = std::min(in.V, begin + width) - begin;
+        cuda::cross_entropy_backward(parts[p]->get(), parts[p]->get(), lse.get(), targets.get(), dloss, N, cols,
+                                     nullptr, begin);
+      }
+      DYTRAIN_CUDA_CHECK(cudaDeviceSynchronize());
+      const std::vector<uint16_t> want = whole.download_bits();
+      for (int p = 0; p < P; ++p) {
+        const int begin = p * width, cols = std::min(in.V, begin + width) - begin;
+        const std::vector<uint16_t> got = parts[p]->download_bits();
+        int mismatches = 0;
+        for (int64_t n = 0; n < N; ++n)
+          for (int j = 0; j < cols; ++j) mismatches += got[n * cols + j] != want[n * in.V + begin + j];
+        EXPECT_EQ(mismatches, 0) << "part " << p << ": dlogits differ from the whole rows'";
+      }
+    }
+  }
+}
+
 TEST_F(CudaCrossEntropyCases, ForwardRerunsAreBitIdentical) {
   const CeInputs in(300, 50257);
   DeviceBf16 logits(in.logits);
@@ -210,6 +276,10 @@ TEST(CudaCrossEntropyArguments, AreCheckedBeforeAnyDeviceWork) {
   EXPECT_THROW(cuda::cross_entropy_backward(act, act, nullptr, ids, 1.0f, 4, 8, nullptr), std::invalid_argument);
   EXPECT_NO_THROW(cuda::cross_entropy_forward(f32, f32, off, ids, 0, 13, nullptr));  // N = 0: nothing to do
   EXPECT_NO_THROW(cuda::cross_entropy_backward(off, off, f32, ids, 1.0f, 0, 13, nullptr));
+  EXPECT_THROW(cuda::cross_entropy_partial_forward(f32, f32, act, ids, -1, 4, 8, nullptr), std::invalid_argument);
+  EXPECT_THROW(cuda::cross_entropy_partial_forward(f32, nullptr, act, ids, 0, 4, 8, nullptr), std::invalid_argument);
+  EXPECT_THROW(cuda::cross_entropy_combine(f32, f32, f32, f32, 4, 0, nullptr), std::invalid_argument);
+  EXPECT_THROW(cuda::cross_entropy_combine(f32, f32, nullptr, f32, 4, 2, nullptr), std::invalid_argument);
   try {
     cuda::cross_entropy_backward(off, act, f32, ids, 1.0f, 4, 13, nullptr);  // offsets 2 and 0 from 16 bytes
     ADD_FAILURE() << "dlogits and logits at different offsets from a 16-byte boundary accepted";

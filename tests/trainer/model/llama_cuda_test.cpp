@@ -35,6 +35,7 @@ class LlamaCuda : public ::testing::Test {
 };
 
 using testing::random_tokens;
+using testing::relative_l2;
 
 // tiny_model widened to sizes the fused GPU layout takes (q/k/v and gate/up blocks of 64-element multiples).
 ModelConfig small(NormKind norm, bool bias, bool tie) {
@@ -51,16 +52,6 @@ std::vector<float> download(const float* device, int64_t n) {
   std::vector<float> host(n);
   DYTRAIN_CUDA_CHECK(cudaMemcpy(host.data(), device, n * sizeof(float), cudaMemcpyDeviceToHost));
   return host;
-}
-
-// ||a - b|| / ||b|| over one tensor.
-double relative_l2(const float* a, const float* b, int64_t n) {
-  double diff = 0.0, ref = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    ref += double(b[i]) * b[i];
-  }
-  return std::sqrt(diff / std::max(ref, 1e-30));
 }
 
 struct Case {

@@ -1,5 +1,7 @@
 // The small models and token batches the CPU and GPU model tests share.
 #pragma once
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -27,6 +29,16 @@ inline ModelConfig tiny_model(NormKind norm, bool bias, bool tie, int kv_heads) 
   m.alpha_final = 0.7;
   m.init_std = 0.2;
   return m;
+}
+
+// ||a - b|| / ||b|| over one tensor (a GPU tensor against its CPU reference).
+inline double relative_l2(const float* a, const float* b, int64_t n) {
+  double diff = 0.0, ref = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    ref += double(b[i]) * b[i];
+  }
+  return std::sqrt(diff / std::max(ref, 1e-30));
 }
 
 // tokens (B, T+1) uniform over [0, V).

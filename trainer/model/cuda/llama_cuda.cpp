@@ -16,8 +16,10 @@
 
 namespace dytrain {
 
-LlamaModelCuda::LlamaModelCuda(const ModelConfig& cfg, cudaStream_t stream, int64_t flat_elems)
-    : layout_(cfg, /*tp_rank=*/0, /*tp_size=*/1),
+LlamaModelCuda::LlamaModelCuda(const ModelConfig& cfg, cudaStream_t stream, int64_t flat_elems,
+                               DeviceCommunicator* tp)
+    : layout_(cfg, tp ? tp->rank() : 0, tp ? tp->size() : 1),
+      tp_(tp),
       stream_(stream),
       blas_(std::make_unique<cuda::Blas>(stream)),
       flat_elems_(std::max(layout_.table.total(), flat_elems)) {
@@ -34,8 +36,14 @@ LlamaModelCuda::LlamaModelCuda(const ModelConfig& cfg, cudaStream_t stream, int6
         a.take(&params_bf16_, n, "parameters (bf16 copy)");
         a.take(&grads_, n, "gradients (fp32)");
         a.take(&one_, 1, "parameters (fp32)");
+        a.take(&embed_scale_partial_, tp_ ? 1 : 0, "gradients (fp32)");
+        a.take(&embed_scale_sum_, tp_ ? 1 : 0, "gradients (fp32)");
       },
       &param_bytes_);
+  if (tp_) {
+    DYTRAIN_CUDA_CHECK(cudaEventCreateWithFlags(&tp_after_compute_, cudaEventDisableTiming));
+    DYTRAIN_CUDA_CHECK(cudaEventCreateWithFlags(&compute_after_tp_, cudaEventDisableTiming));
+  }
   const float one = 1.0f;
   DYTRAIN_CUDA_CHECK(cudaMemcpyAsync(one_, &one, sizeof(float), cudaMemcpyHostToDevice, stream_));
   DYTRAIN_CUDA_CHECK(cudaMemsetAsync(params_, 0, n * sizeof(float), stream_));
@@ -43,7 +51,10 @@ LlamaModelCuda::LlamaModelCuda(const ModelConfig& cfg, cudaStream_t stream, int6
   zero_grad();
 }
 
-LlamaModelCuda::~LlamaModelCuda() = default;
+LlamaModelCuda::~LlamaModelCuda() {
+  if (tp_after_compute_) cudaEventDestroy(tp_after_compute_);
+  if (compute_after_tp_) cudaEventDestroy(compute_after_tp_);
+}
 
 void LlamaModelCuda::init(uint64_t seed) {
   std::vector<float> host(layout_.table.total());
@@ -67,6 +78,7 @@ void LlamaModelCuda::download_params(float* host) {
 
 void LlamaModelCuda::zero_grad() {
   DYTRAIN_CUDA_CHECK(cudaMemsetAsync(grads_, 0, flat_elems_ * sizeof(float), stream_));
+  if (tp_) DYTRAIN_CUDA_CHECK(cudaMemsetAsync(embed_scale_partial_, 0, sizeof(float), stream_));
 }
 
 void LlamaModelCuda::refresh_bf16_params() {
@@ -135,6 +147,8 @@ void LlamaModelCuda::plan_activation_buffers(cuda::ArenaPlanner& a, int B, int T
   a.take(&logits_, BT * V, act);
   a.take(&losses_, BT, stats);
   a.take(&lse_ce_, BT, stats);
+  a.take(&lse_parts_, tp_ ? BT * tp_->size() : 0, stats);
+  a.take(&target_logit_, tp_ ? BT : 0, stats);
   a.take(&moments_, n_norm_sites(cfg), stats);
   a.take(&d_res_, BT * C, grad);
   a.take(&d_n_, BT * C, grad);
@@ -230,6 +244,18 @@ void LlamaModelCuda::norm_backward(bf16* dx, const bf16* dy, const bf16* x, cons
   auto fn = accumulate ? cuda::dyt_residual_backward : cuda::dyt_backward;
   fn(dx, G + s.alpha, G + s.weight, dbeta, dy, x, P + s.alpha, P + s.weight, N, C, workspace_, workspace_bytes_,
      stream_);
+}
+
+void LlamaModelCuda::on_tp_stream(const std::function<void(DeviceCommunicator&)>& collective) {
+  DYTRAIN_CUDA_CHECK(cudaEventRecord(tp_after_compute_, stream_));
+  DYTRAIN_CUDA_CHECK(cudaStreamWaitEvent(tp_->stream(), tp_after_compute_, 0));
+  collective(*tp_);
+  DYTRAIN_CUDA_CHECK(cudaEventRecord(compute_after_tp_, tp_->stream()));
+  DYTRAIN_CUDA_CHECK(cudaStreamWaitEvent(stream_, compute_after_tp_, 0));
+}
+
+void LlamaModelCuda::tp_sum(bf16* buf, int64_t n) {
+  if (tp_) on_tp_stream([&](DeviceCommunicator& tp) { tp.all_reduce_sum_bf16(buf, n); });
 }
 
 }  // namespace dytrain

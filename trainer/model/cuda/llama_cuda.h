@@ -1,4 +1,4 @@
-// LLaMA-DyT on one GPU: the same model as llama.h, step for step, in the numerics of ARCHITECTURE.md: bf16
+// LLaMA-DyT on the GPU: the same model as llama.h, step for step, in the numerics of ARCHITECTURE.md: bf16
 // activations and bf16 weight copies into cuBLASLt GEMMs with fp32 accumulation, fp32 master weights, fp32 parameter
 // gradients, DyT parameters and their gradients in fp32, deterministic kernels throughout (kernels/cuda).
 //
@@ -10,10 +10,22 @@
 // - Attention keeps only each row's log-sum-exp; its backward recomputes the probabilities.
 // - The cross-entropy keeps each row's log-sum-exp; its backward overwrites the logits with their gradient.
 //
+// Tensor parallelism (given a tp communicator) as in the CPU model and Megatron-LM: this rank holds its heads, its
+// share of the SwiGLU hidden size and its vocabulary rows (layout.h). Each communication step sits where the CPU
+// model's tp_mappings.h calls sit, as bf16 sums on the tp communicator's stream, ordered against stream() by events:
+// - reduce_from_tp_region forward (its backward is the identity): the vocabulary-parallel embedding, and the o and
+//   down GEMMs, whose partial outputs are summed; rank 0 alone adds the residual in the GEMM epilogue, so the sum
+//   holds it once;
+// - copy_to_tp_region backward (its forward is the identity): the input gradients of the column-parallel q/k/v,
+//   gate/up and LM head GEMMs;
+// - the vocabulary-parallel cross-entropy: lse parts gathered, target logits summed (cross_entropy.cuh);
+// - the replicated embed_scale's gradient, which each rank sees only for its own tokens, summed over the group.
+// DyT sites are replicated: they read the summed activations and gradients, so their parameter gradients come out
+// the same bits on every tp rank.
+//
 // Memory is planned up front (kernels/cuda/device_arena.h): parameters, their bf16 copy and gradients at
 // construction; activations, gradient scratch and one shared kernel workspace once per (B, T). memory() reports the
-// bytes by category. Single tensor-parallel rank for now: the vocabulary-parallel cross-entropy and the bf16 TP
-// all-reduces are not written for the GPU yet; the config check refuses tp > 1 with train.device cuda.
+// bytes by category.
 //
 // All work is queued on stream(); forward() returns after synchronizing once (it reads the per-token losses back).
 #pragma once
@@ -21,6 +33,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -29,6 +42,7 @@
 #include "kernels/cpu/dyt.h"
 #include "kernels/cuda/device_arena.h"
 #include "kernels/cuda/matmul.cuh"
+#include "parallel/device_comm.h"
 #include "trainer/config/config.h"
 #include "trainer/model/layout.h"
 
@@ -40,7 +54,10 @@ class LlamaModelCuda {
   // (sizes that break the adjacency of q/k/v or gate/up, see layout.h). The flat buffers (parameters, their bf16
   // copy, gradients) hold max(table().total(), flat_elems) elements, the tail past the table zero: ZeRO-1 pads them
   // to equal blocks per dp rank, so it reduce-scatters the gradients and all-gathers the parameters in place.
-  LlamaModelCuda(const ModelConfig& cfg, cudaStream_t stream, int64_t flat_elems = 0);
+  // tp: the tensor-parallel group on device buffers (its rank and size pick this rank's layout), or nullptr for one
+  // rank; it must outlive the model.
+  LlamaModelCuda(const ModelConfig& cfg, cudaStream_t stream, int64_t flat_elems = 0,
+                 DeviceCommunicator* tp = nullptr);
   ~LlamaModelCuda();
 
   // As LlamaModel::init: the same numbers (drawn on the host), uploaded; the bf16 copy follows.
@@ -99,8 +116,14 @@ class LlamaModelCuda {
   // dresidual += dL/dx (accumulate) or dx = dL/dx (when accumulate is false).
   void norm_backward(bf16* dx, const bf16* dy, const bf16* x, const float* rstd, const NormSiteOffsets& s,
                      bool accumulate);
+  // buf (n) summed over the tp group in place, in stream order (no-op without tensor parallelism).
+  void tp_sum(bf16* buf, int64_t n);
+  // Runs collective(tp) on the tp communicator's stream after the work queued on stream_, and orders stream_ after it.
+  void on_tp_stream(const std::function<void(DeviceCommunicator&)>& collective);
 
   LlamaLayout layout_;
+  DeviceCommunicator* tp_;  // nullptr without tensor parallelism
+  cudaEvent_t tp_after_compute_ = nullptr, compute_after_tp_ = nullptr;
   GradsReady grads_ready_;
   cudaStream_t stream_;
   std::unique_ptr<cuda::Blas> blas_;
@@ -112,6 +135,8 @@ class LlamaModelCuda {
   float* grads_ = nullptr;
   bf16* params_bf16_ = nullptr;
   float* one_ = nullptr;  // (1) the embedding scale of a model without model.embed_scale
+  // Tensor parallelism: this rank's share of embed_scale's gradient, accumulated over micro-batches, and its tp sum.
+  float* embed_scale_partial_ = nullptr, *embed_scale_sum_ = nullptr;
 
   // Per (B, T): activations, gradient scratch, the shared kernel workspace.
   int B_ = 0, T_ = 0;
@@ -130,6 +155,8 @@ class LlamaModelCuda {
   bf16* logits_ = nullptr;       // (BT, V); holds dlogits after backward starts
   float* losses_ = nullptr;      // (BT)
   float* lse_ce_ = nullptr;      // (BT)
+  float* lse_parts_ = nullptr;   // (tp, BT) tensor parallelism: every rank's lse over its vocabulary rows
+  float* target_logit_ = nullptr;  // (BT) tensor parallelism: the target's logit, summed over the tp group
   cpu::SiteMoments* moments_ = nullptr;  // (n sites)
   bf16* d_res_ = nullptr, *d_n_ = nullptr;  // (BT, C)
   bf16* d_att_ = nullptr;        // (BT, Q)

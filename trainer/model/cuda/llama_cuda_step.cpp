@@ -1,6 +1,7 @@
 // Forward and backward of one micro-batch on the GPU, op for op the CPU model's (llama_step.cpp) with the fusions
 // listed in llama_cuda.h. Backward walks the forward in reverse; the residual gradient d_res_ is the one buffer every
-// branch's norm backward adds into.
+// branch's norm backward adds into. Sizes are this tensor-parallel rank's; each tp step is named as in tp_mappings.h,
+// with its twin's identity written out.
 #include <stdexcept>
 
 #include "kernels/cuda/attention.cuh"
@@ -47,6 +48,9 @@ float LlamaModelCuda::forward(const int32_t* tokens, int B, int T, cpu::SiteMome
 
   const float* scale = layout_.embed_scale >= 0 ? P + layout_.embed_scale : one_;
   cuda::embedding_forward(x_[0], inputs_, W + layout_.embed, scale, BT, int(C), layout_.vocab_begin, V, stream_);
+  tp_sum(x_[0], BT * C);  // reduce_from_tp_region forward: each token's row comes from the rank that holds it
+  // The o and down GEMMs give partial sums under tensor parallelism: the residual is added by rank 0 alone.
+  const bool adds_residual = layout_.tp_rank == 0;
 
   for (int i = 0; i < cfg.n_layers; ++i) {
     const LayerOffsets& l = layout_.layers[i];
@@ -56,23 +60,39 @@ float LlamaModelCuda::forward(const int32_t* tokens, int B, int T, cpu::SiteMome
     bf16* v = a.qkv + Q + KV;
 
     norm_forward(a.n_attn, a.rstd_attn, x_[i], l.attn_norm, 2 * i, moments != nullptr);
+    // copy_to_tp_region forward: identity (its backward sums d_n_ after the q/k/v GEMM's backward).
     cuda::matmul_forward(blas, a.qkv, a.n_attn, W + l.wq, nullptr, BT, C, QKV);
     cuda::rope_forward(q, rope_cos_, rope_sin_, B, T, HQ, int(D), QKV, stream_);
     cuda::rope_forward(k, rope_cos_, rope_sin_, B, T, HKV, int(D), QKV, stream_);
     cuda::attention_forward(blas, a.att, a.lse_attn, q, k, v, QKV, B, T, HQ, HKV, int(D), workspace_,
                             workspace_bytes_);
-    cuda::matmul_forward(blas, a.x_mid, a.att, W + l.wo, /*residual=*/x_[i], BT, Q, C);
+    cuda::matmul_forward(blas, a.x_mid, a.att, W + l.wo, adds_residual ? x_[i] : nullptr, BT, Q, C);
+    tp_sum(a.x_mid, BT * C);  // reduce_from_tp_region forward (backward: identity)
 
     norm_forward(a.n_ffn, a.rstd_ffn, a.x_mid, l.ffn_norm, 2 * i + 1, moments != nullptr);
+    // copy_to_tp_region forward: identity.
     cuda::matmul_forward(blas, a.gate_up, a.n_ffn, W + l.w_gate, nullptr, BT, C, 2 * F);
     cuda::swiglu_forward(a.h, a.gate_up, BT, int(F), stream_);
-    cuda::matmul_forward(blas, x_[i + 1], a.h, W + l.w_down, /*residual=*/a.x_mid, BT, F, C);
+    cuda::matmul_forward(blas, x_[i + 1], a.h, W + l.w_down, adds_residual ? a.x_mid : nullptr, BT, F, C);
+    tp_sum(x_[i + 1], BT * C);  // reduce_from_tp_region forward (backward: identity)
   }
 
   bf16* x_final = x_[cfg.n_layers];
   norm_forward(n_final_, rstd_final_, x_final, layout_.final_norm, 2 * cfg.n_layers, moments != nullptr);
-  cuda::matmul_forward(blas, logits_, n_final_, W + layout_.lm_head, nullptr, BT, C, V);
-  cuda::cross_entropy_forward(losses_, lse_ce_, logits_, targets_, BT, int(V), stream_);
+  cuda::matmul_forward(blas, logits_, n_final_, W + layout_.lm_head, nullptr, BT, C, V);  // copy_to_tp_region: identity
+  if (tp_) {
+    const int ranks = tp_->size();
+    cuda::cross_entropy_partial_forward(lse_parts_ + layout_.tp_rank * BT, target_logit_, logits_, targets_,
+                                        layout_.vocab_begin, BT, int(V), stream_);
+    on_tp_stream([&](DeviceCommunicator& tp) {
+      tp.all_gather(lse_parts_, lse_parts_ + layout_.tp_rank * BT, BT);
+      tp.all_reduce(target_logit_, BT, ReduceOp::sum);  // one rank's logit and zeros: exact
+    });
+    cuda::cross_entropy_combine(losses_, lse_ce_, lse_parts_, target_logit_, BT, ranks, stream_);
+    tp_->synchronize();  // surfaces a peer's failure here instead of hanging in the stream synchronize below
+  } else {
+    cuda::cross_entropy_forward(losses_, lse_ce_, logits_, targets_, BT, int(V), stream_);
+  }
 
   DYTRAIN_CUDA_CHECK(
       cudaMemcpyAsync(losses_host_.data(), losses_, BT * sizeof(float), cudaMemcpyDeviceToHost, stream_));
@@ -105,8 +125,10 @@ void LlamaModelCuda::backward(float loss_weight) {
   cuda::Blas& blas = *blas_;
 
   // The loss is a mean over BT tokens: each row's weight is loss_weight / BT. dlogits overwrite the logits.
-  cuda::cross_entropy_backward(logits_, logits_, lse_ce_, targets_, loss_weight / float(BT), BT, int(V), stream_);
+  cuda::cross_entropy_backward(logits_, logits_, lse_ce_, targets_, loss_weight / float(BT), BT, int(V), stream_,
+                               layout_.vocab_begin);
   cuda::matmul_backward(blas, d_n_, G + layout_.lm_head, logits_, n_final_, W + layout_.lm_head, BT, C, V);
+  tp_sum(d_n_, BT * C);  // copy_to_tp_region backward: the LM head is column-parallel
   norm_backward(d_res_, d_n_, x_[cfg.n_layers], rstd_final_, layout_.final_norm, /*accumulate=*/false);
 
   for (int i = cfg.n_layers - 1; i >= 0; --i) {
@@ -114,12 +136,14 @@ void LlamaModelCuda::backward(float loss_weight) {
     const LayerActs& a = acts_[i];
 
     // FFN branch: d_res_ is dL/dx_out; the residual passes it to x_mid unchanged, the branch adds its share.
+    // reduce_from_tp_region backward: identity (d_res_ is the same on every tp rank).
     cuda::matmul_backward(blas, d_h_, G + l.w_down, d_res_, a.h, W + l.w_down, BT, F, C);
     cuda::swiglu_backward(d_gate_up_, d_h_, a.gate_up, BT, int(F), stream_);
     cuda::matmul_backward(blas, d_n_, G + l.w_gate, d_gate_up_, a.n_ffn, W + l.w_gate, BT, C, 2 * F);
+    tp_sum(d_n_, BT * C);  // copy_to_tp_region backward
     norm_backward(d_res_, d_n_, a.x_mid, a.rstd_ffn, l.ffn_norm, /*accumulate=*/true);
 
-    // Attention branch: d_res_ is now dL/dx_mid.
+    // Attention branch: d_res_ is now dL/dx_mid. reduce_from_tp_region backward: identity.
     cuda::matmul_backward(blas, d_att_, G + l.wo, d_res_, a.att, W + l.wo, BT, Q, C);
     bf16* dq = d_qkv_;
     bf16* dk = d_qkv_ + Q;
@@ -129,6 +153,7 @@ void LlamaModelCuda::backward(float loss_weight) {
     cuda::rope_backward(dq, rope_cos_, rope_sin_, B, T, HQ, int(D), QKV, stream_);
     cuda::rope_backward(dk, rope_cos_, rope_sin_, B, T, HKV, int(D), QKV, stream_);
     cuda::matmul_backward(blas, d_n_, G + l.wq, d_qkv_, a.n_attn, W + l.wq, BT, C, QKV);
+    tp_sum(d_n_, BT * C);  // copy_to_tp_region backward
     norm_backward(d_res_, d_n_, x_[i], a.rstd_attn, l.attn_norm, /*accumulate=*/true);
     if (grads_ready_) {
       const auto [begin, end] = layout_.layer_range(i);
@@ -136,10 +161,22 @@ void LlamaModelCuda::backward(float loss_weight) {
     }
   }
 
-  const float* scale = layout_.embed_scale >= 0 ? P + layout_.embed_scale : one_;
-  float* d_scale = layout_.embed_scale >= 0 ? G + layout_.embed_scale : nullptr;
+  // reduce_from_tp_region backward: identity; each rank's embedding rows take the gradients of its own tokens.
+  const bool has_scale = layout_.embed_scale >= 0;
+  const float* scale = has_scale ? P + layout_.embed_scale : one_;
+  float* d_scale = !has_scale ? nullptr : tp_ ? embed_scale_partial_ : G + layout_.embed_scale;
   cuda::embedding_backward(G + layout_.embed, d_scale, d_res_, W + layout_.embed, scale, bucket_positions_,
                            bucket_rows_, bucket_begins_, n_buckets_, BT, int(C), workspace_, workspace_bytes_, stream_);
+  if (tp_ && has_scale) {
+    // The replicated scalar's gradient is the sum of every rank's tokens' share: the tp sum of the partial
+    // accumulated since zero_grad() overwrites it, so each backward leaves the total of all micro-batches so far.
+    DYTRAIN_CUDA_CHECK(cudaMemcpyAsync(embed_scale_sum_, embed_scale_partial_, sizeof(float),
+                                       cudaMemcpyDeviceToDevice, stream_));
+    on_tp_stream([&](DeviceCommunicator& tp) { tp.all_reduce(embed_scale_sum_, 1, ReduceOp::sum); });
+    DYTRAIN_CUDA_CHECK(cudaMemcpyAsync(G + layout_.embed_scale, embed_scale_sum_, sizeof(float),
+                                       cudaMemcpyDeviceToDevice, stream_));
+  }
+  if (tp_) tp_->synchronize();  // a peer's failure surfaces here, not as a hang in the next stream synchronize
 }
 
 }  // namespace dytrain
