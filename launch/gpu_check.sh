@@ -32,24 +32,23 @@ echo "== GPU tests"
 status=0
 mpi=(mpirun --oversubscribe --bind-to none)
 [ "$(id -u)" = 0 ] && mpi+=(--allow-run-as-root)
-# name | command (binaries relative to build-gpu/tests). A hung kernel must not eat the device call: each gets a few
-# minutes at most.
+# name | time limit (s) | command (binaries relative to build-gpu/tests). A hung kernel must not eat the device call:
+# each check gets a few minutes at most; cuda_parallel_train runs ten small CLI jobs, so it gets more.
 checks=(
-  "test_kernels_cuda|kernels/cuda/test_kernels_cuda"
-  "model_cuda_test|trainer/model/model_cuda_test"
-  "engine_contract|trainer/train/train_test --gtest_filter=Devices/EngineContract.*"
-  "cuda_train_test|trainer/train/cuda_train_test"
-  "parallel_nccl_test|parallel/parallel_nccl_test"
-  "parallel_staged_np2|${mpi[*]} -np 2 build-gpu/tests/parallel/parallel_staged_test"
-  "tp_llama_cuda_np2|${mpi[*]} -np 2 build-gpu/tests/trainer/model/tp_llama_cuda_test"
-  "tp_llama_cuda_np4|${mpi[*]} -np 4 build-gpu/tests/trainer/model/tp_llama_cuda_test"
-  "cuda_parallel_train_test|trainer/train/cuda_parallel_train_test"
+  "test_kernels_cuda|180|kernels/cuda/test_kernels_cuda"
+  "model_cuda_test|180|trainer/model/model_cuda_test"
+  "engine_contract|180|trainer/train/train_test --gtest_filter=Devices/EngineContract.*"
+  "cuda_train_test|180|trainer/train/cuda_train_test"
+  "parallel_nccl_test|180|parallel/parallel_nccl_test"
+  "parallel_staged_np2|180|${mpi[*]} -np 2 build-gpu/tests/parallel/parallel_staged_test"
+  "tp_llama_cuda_np2|180|${mpi[*]} -np 2 build-gpu/tests/trainer/model/tp_llama_cuda_test"
+  "tp_llama_cuda_np4|180|${mpi[*]} -np 4 build-gpu/tests/trainer/model/tp_llama_cuda_test"
+  "cuda_parallel_train_test|300|trainer/train/cuda_parallel_train_test"
 )
 for check in "${checks[@]}"; do
-  name=${check%%|*}
-  cmd=${check#*|}
+  IFS='|' read -r name limit_s cmd <<< "$check"
   [[ $cmd == mpirun* ]] || cmd="build-gpu/tests/$cmd"
-  timeout 180 $cmd --gtest_brief=1 --gtest_color=no > "$out/$name.log" 2>&1 || status=1
+  timeout "$limit_s" $cmd --gtest_brief=1 --gtest_color=no > "$out/$name.log" 2>&1 || status=1
   echo "$name: $(grep -E '^\[ +(PASSED|FAILED|SKIPPED) +\] [0-9]+ test' "$out/$name.log" | tr '\n' ' ')"
 done
 grep -h -A3 "Failure" "$out"/*.log | head -60

@@ -12,31 +12,16 @@
 #include <vector>
 
 #include "parallel/comm.h"
+#include "tests/parallel/collective_values.h"
 #include "tests/parallel/world.h"
 
 namespace dytrain {
 namespace {
 
-// Ragged sizes: empty, one element, odd, and larger.
-const int64_t kSizes[] = {0, 1, 3, 17, 1000};
-const ReduceOp kOps[] = {ReduceOp::sum, ReduceOp::avg, ReduceOp::max};
-
-// Element j of rank r's input: r + 1 + j.
-template <typename T>
-std::vector<T> contribution(int rank, int64_t n) {
-  std::vector<T> v(n);
-  for (int64_t j = 0; j < n; ++j) v[j] = static_cast<T>(rank + 1 + j);
-  return v;
-}
-
-// The reduction over ranks 0 .. size-1 of element j of contribution().
-template <typename T>
-T reduced(ReduceOp op, int size, int64_t j) {
-  const T sum = static_cast<T>(size * (size + 1) / 2 + static_cast<int64_t>(size) * j);
-  if (op == ReduceOp::sum) return sum;
-  if (op == ReduceOp::avg) return sum / static_cast<T>(size);
-  return static_cast<T>(size + j);
-}
+using test::contribution;
+using test::kOps;
+using test::kSizes;
+using test::reduced;
 
 template <typename T>
 void check_all_reduce(Communicator& comm) {

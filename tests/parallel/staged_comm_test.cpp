@@ -1,8 +1,8 @@
 // The staged device backend (device_comm.h) on real ranks: every collective on device buffers against values computed
-// locally, as comm_test.cpp does for the host backends. Rank r contributes r + 1 + j at element j: small integers,
-// exact in float and double, so sums compare with EXPECT_EQ and avg with the contract's sum / size. Run alone and
-// under mpirun -np 2, where both ranks share GPU 0 (the point of this backend: NCCL refuses that). Skips with a message
-// on a machine without a CUDA device (every rank sees the same, so no rank waits in a collective alone).
+// locally (collective_values.h), as comm_test.cpp does for the host backends: sums compare with EXPECT_EQ and avg with
+// the contract's sum / size. Run alone and under mpirun -np 2, where both ranks share GPU 0 (the point of this
+// backend: NCCL refuses that). Skips with a message on a machine without a CUDA device (every rank sees the same, so
+// no rank waits in a collective alone).
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -12,6 +12,7 @@
 
 #include "parallel/device_comm.h"
 #include "tests/kernels/cuda/cuda_test_util.h"
+#include "tests/parallel/collective_values.h"
 #include "tests/parallel/world.h"
 
 namespace dytrain {
@@ -19,22 +20,9 @@ namespace {
 
 using test::DeviceBuffer;
 
-const int64_t kSizes[] = {0, 1, 3, 17, 1000};
-
-template <typename T>
-std::vector<T> contribution(int rank, int64_t n) {
-  std::vector<T> v(n);
-  for (int64_t j = 0; j < n; ++j) v[j] = static_cast<T>(rank + 1 + j);
-  return v;
-}
-
-template <typename T>
-T reduced(ReduceOp op, int size, int64_t j) {
-  const T sum = static_cast<T>(size * (size + 1) / 2 + static_cast<int64_t>(size) * j);
-  if (op == ReduceOp::sum) return sum;
-  if (op == ReduceOp::avg) return sum / static_cast<T>(size);
-  return static_cast<T>(size + j);
-}
+using test::contribution;
+using test::kSizes;
+using test::reduced;
 
 class StagedComm : public testing::Test {
  protected:

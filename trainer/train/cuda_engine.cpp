@@ -202,7 +202,12 @@ class CudaEngine final : public Engine {
     double sq = 0.0;
     DYTRAIN_CUDA_CHECK(cudaMemcpyAsync(&sq, norm_sq_, sizeof(double), cudaMemcpyDeviceToHost, stream_));
     DYTRAIN_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    if (mesh_.tp_rank != 0) sq = std::max(0.0, sq - replicated_square_sum(grads));
+    if (mesh_.tp_rank != 0) {
+      // Rounding can take the difference a hair below zero: clamp that, but let NaN and inf through (std::max would
+      // swallow a NaN) so the engine's non-finite check still sees them.
+      const double rest = sq - replicated_square_sum(grads);
+      sq = rest < 0.0 ? 0.0 : rest;
+    }
     if (mesh_.tp > 1) mesh_.tp_group->all_reduce(&sq, 1, ReduceOp::sum);
     if (zero1_) mesh_.dp_group->all_reduce(&sq, 1, ReduceOp::sum);
     return sq;

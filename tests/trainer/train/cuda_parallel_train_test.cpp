@@ -1,8 +1,8 @@
-// Data and tensor parallelism and ZeRO-1 on the GPU, end to end through the CLI: dp2, dp2 with ZeRO-1, tp2 and
-// dp2 x tp2 with ZeRO-1 follow the single-process GPU run with the same global batch step by step, and a ZeRO-1
-// checkpoint resumes in one process on the same trajectory. All ranks share GPU 0 over the staged backend
-// (parallel.gpu_comm: mpi), so this runs on a one-GPU machine; the NCCL backend runs the same engine code with other
-// collectives (nccl_test.cpp checks them on one rank). Skips without a GPU.
+// Data and tensor parallelism and ZeRO-1 on the GPU, end to end through the CLI: dp2, dp2 with ZeRO-1, tp2,
+// dp2 x tp2 with ZeRO-1 and dp2 x tp2 with micro-batch accumulation follow the single-process GPU run with the same
+// global batch step by step, and a ZeRO-1 checkpoint resumes in one process on the same trajectory. All ranks share
+// GPU 0 over the staged backend (parallel.gpu_comm: mpi), so this runs on a one-GPU machine; the NCCL backend runs
+// the same engine code with other collectives (nccl_test.cpp checks them on one rank). Skips without a GPU.
 //
 // Tolerance. The runs start from the same parameters and see the same micro-batches, each through the same
 // deterministic kernels. What differs is the order of fp32 sums: the single process accumulates 0.5 * g1 + 0.5 * g2
@@ -70,6 +70,14 @@ TEST_F(CudaParallelTrainTest, TensorParallelLayoutsFollowTheSingleProcessRun) {
   ASSERT_EQ(runs_.run(4, "dp2_tp2_zero1", "--set parallel.tp=2 --set parallel.zero1=true"), 0);
   runs_.expect_same_trajectory("single", "tp2", kTensorParallelTolerance);
   runs_.expect_same_trajectory("single_accum2", "dp2_tp2_zero1", kTensorParallelTolerance);
+}
+
+// Micro-batch accumulation under tp with the dp average overlapped with the backward pass (started layer by layer on
+// the last micro-batch): each dp rank accumulates two micro-batches, so the global batch is the single run's four.
+TEST_F(CudaParallelTrainTest, AccumulationUnderTensorParallelismFollowsTheSingleProcessRun) {
+  ASSERT_EQ(runs_.run(0, "single_accum4", "--set train.grad_accum=4"), 0);
+  ASSERT_EQ(runs_.run(4, "dp2_tp2_accum2", "--set parallel.tp=2 --set train.grad_accum=2"), 0);
+  runs_.expect_same_trajectory("single_accum4", "dp2_tp2_accum2", kTensorParallelTolerance);
 }
 
 TEST_F(CudaParallelTrainTest, Zero1CheckpointResumesInOneProcess) {
