@@ -31,6 +31,18 @@ inline ModelConfig tiny_model(NormKind norm, bool bias, bool tie, int kv_heads) 
   return m;
 }
 
+// tiny_model widened to sizes the GPU model's fused layout takes (q/k/v and gate/up blocks of 64-element multiples,
+// also per rank for tp 2 and 4), for the GPU model's tests.
+inline ModelConfig gpu_model(NormKind norm, bool bias, bool tie, int kv_heads, int64_t vocab_size) {
+  ModelConfig m = tiny_model(norm, bias, tie, kv_heads);
+  m.vocab_size = vocab_size;
+  m.dim = 64;
+  m.ffn_dim = 128;
+  m.max_seq_len = 64;
+  m.init_std = 0.1;
+  return m;
+}
+
 // ||a - b|| / ||b|| over one tensor (a GPU tensor against its CPU reference).
 inline double relative_l2(const float* a, const float* b, int64_t n) {
   double diff = 0.0, ref = 0.0;

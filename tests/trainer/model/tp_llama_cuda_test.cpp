@@ -24,15 +24,10 @@
 namespace dytrain {
 namespace {
 
-// Sizes every tp of 1, 2 and 4 divides, with q/k/v and gate/up blocks of 64-element multiples per rank.
+// Sizes every tp of 1, 2 and 4 divides: vocab 256, and at least as many kv heads as ranks.
 ModelConfig config(int tp, NormKind norm, bool tie) {
-  ModelConfig m = testing::tiny_model(norm, /*bias=*/norm == NormKind::dyt, tie, /*kv_heads=*/std::max(tp, 2));
-  m.vocab_size = 256;
-  m.dim = 64;
-  m.ffn_dim = 128;
-  m.max_seq_len = 64;
-  m.init_std = 0.1;
-  return m;
+  return testing::gpu_model(norm, /*bias=*/norm == NormKind::dyt, tie, /*kv_heads=*/std::max(tp, 2),
+                            /*vocab_size=*/256);
 }
 
 void check_against_the_cpu_model(NormKind norm, bool tie) {
