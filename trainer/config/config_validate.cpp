@@ -6,8 +6,17 @@
 // - Combination checks (n_heads divides dim, ...) run only when the values they combine passed their own checks,
 //   so a zero never turns into a division by zero or a second, confusing message.
 // - The derived FFN size is computed in 64 bits and checked against int before hidden_dim() narrows it.
+// - Real numbers are checked in the precision they are used in. The model and AdamW compute in fp32, so a value that
+//   is fine as a double can still round to an fp32 that breaks the update: beta2 = 0.99999999 rounds to 1 (the bias
+//   correction 1 - beta2^t is then 0 and the update NaN), eps = 1e-50 rounds to 0 (0 / 0 for an unused embedding
+//   row), lr or weight_decay = 1e300 round to inf. Each such key must be finite, and its fp32 value must keep the
+//   property the update relies on (beta < 1, eps a normal fp32 number, lr * weight_decay <= 1 so that the decoupled
+//   decay factor 1 - lr * wd never flips a weight's sign).
+#include <cfloat>
 #include <climits>
+#include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include <fmt/format.h>
@@ -21,13 +30,23 @@ namespace {
 int64_t derived_hidden_dim(const ModelConfig& m) {
   if (m.ffn_dim > 0) return m.ffn_dim;
   int64_t h = 2 * 4 * static_cast<int64_t>(m.dim) / 3;
-  h = static_cast<int64_t>(m.ffn_dim_multiplier * static_cast<double>(h));
+  const double scaled = m.ffn_dim_multiplier * static_cast<double>(h);
+  if (!(scaled <= double(INT_MAX))) return int64_t(INT_MAX) + 1;  // out of range (or NaN): the range check reports it
+  h = static_cast<int64_t>(scaled);
   return m.multiple_of * ((h + m.multiple_of - 1) / m.multiple_of);
 }
 
 class Checker {
  public:
   explicit Checker(const KeyOrigin& origin_of) : origin_of_(origin_of) {}
+
+  // NaN and inf pass neither `v > 0` nor a sensible config: every real-valued key must be finite.
+  template <class T>
+  bool finite(const std::string& key, T v) {
+    if constexpr (std::is_floating_point_v<T>)
+      return check(std::isfinite(v), key, fmt::format("must be a finite number, got {}", v));
+    return true;
+  }
 
   // Records a problem when !ok; returns ok so combination checks can depend on it.
   bool check(bool ok, const std::string& key, const std::string& what) {
@@ -43,18 +62,40 @@ class Checker {
   }
   template <class T>
   bool positive(const std::string& key, T v) {
-    return check(v > 0, key, fmt::format("must be > 0, got {}", v));
+    return finite(key, v) && check(v > 0, key, fmt::format("must be > 0, got {}", v));
   }
   template <class T>
   bool non_negative(const std::string& key, T v) {
-    return check(v >= 0, key, fmt::format("must be >= 0, got {}", v));
+    return finite(key, v) && check(v >= 0, key, fmt::format("must be >= 0, got {}", v));
+  }
+  // A real number the model or the optimizer uses in fp32: > 0 and a normal fp32 number (neither rounding to 0 or a
+  // denormal, which GPUs flush to 0, nor to inf).
+  bool fp32_positive(const std::string& key, double v) {
+    return positive(key, v) &&
+           check(v >= FLT_MIN && v <= FLT_MAX, key,
+                 fmt::format("{} is not a normal fp32 number (the precision it is used in); it must lie in [{:g}, {:g}]",
+                             v, FLT_MIN, FLT_MAX));
   }
   bool beta(const std::string& key, double v) {
-    return check(v >= 0 && v < 1, key, fmt::format("must be in [0, 1), got {}", v));
+    return finite(key, v) && check(v >= 0 && v < 1, key, fmt::format("must be in [0, 1), got {}", v)) &&
+           check(float(v) < 1.0f, key,
+                 fmt::format("{} rounds to 1 in fp32, the precision AdamW uses, which makes the update NaN; the largest "
+                             "usable value is {:.9g}",
+                             v, std::nextafter(1.0f, 0.0f)));
   }
-  void group(const std::string& name, const GroupConfig& g) {
-    if (g.lr) positive("optim." + name + ".lr", *g.lr);
+  void group(const std::string& name, const GroupConfig& g, const OptimConfig& o) {
+    const std::string lr_key = "optim." + name + ".lr";
+    if (g.lr) fp32_positive(lr_key, *g.lr);
     if (g.beta2) beta("optim." + name + ".beta2", *g.beta2);
+    if (g.lr && g.weight_decay) decay_factor(*g.lr, lr_key, o.weight_decay);
+  }
+  // Decoupled weight decay multiplies each weight by 1 - lr * weight_decay every step: that must stay >= 0.
+  void decay_factor(double lr, const std::string& lr_key, double weight_decay) {
+    if (std::isfinite(lr) && lr > 0 && std::isfinite(weight_decay) && weight_decay > 0)
+      check_pair(lr * weight_decay <= 1.0, "optim.weight_decay", lr_key,
+                 fmt::format("{} times {} ({}) is {:g}, so the decay factor 1 - lr * weight_decay of AdamW would be "
+                             "negative: lower one of them",
+                             weight_decay, lr_key, lr, lr * weight_decay));
   }
   void throw_if_any() const {
     if (!problems_.empty()) throw ConfigError(fmt::format("{}", fmt::join(problems_, "\n")));
@@ -74,17 +115,17 @@ void check_model(Checker& c, const ModelConfig& m) {
   const bool kv_ok = c.non_negative("model.n_kv_heads", m.n_kv_heads);
   const bool ffn_ok = c.non_negative("model.ffn_dim", m.ffn_dim);
   const bool multiple_ok = c.positive("model.multiple_of", m.multiple_of);
-  const bool multiplier_ok = c.positive("model.ffn_dim_multiplier", m.ffn_dim_multiplier);
+  const bool multiplier_ok = c.fp32_positive("model.ffn_dim_multiplier", m.ffn_dim_multiplier);
   c.positive("model.max_seq_len", m.max_seq_len);
-  c.positive("model.rope_theta", m.rope_theta);
-  c.positive("model.alpha_attn", m.alpha_attn);
-  c.positive("model.alpha_ffn", m.alpha_ffn);
-  c.positive("model.alpha_final", m.alpha_final);
-  c.positive("model.rms_eps", m.rms_eps);
-  c.positive("model.init_std", m.init_std);
+  c.fp32_positive("model.rope_theta", m.rope_theta);
+  c.fp32_positive("model.alpha_attn", m.alpha_attn);
+  c.fp32_positive("model.alpha_ffn", m.alpha_ffn);
+  c.fp32_positive("model.alpha_final", m.alpha_final);
+  c.fp32_positive("model.rms_eps", m.rms_eps);
+  c.fp32_positive("model.init_std", m.init_std);
   c.check(m.alpha_init == "fixed" || m.alpha_init == "calibrated", "model.alpha_init",
           fmt::format("must be fixed or calibrated, got '{}'", m.alpha_init));
-  c.positive("model.alpha_calib_c", m.alpha_calib_c);
+  c.fp32_positive("model.alpha_calib_c", m.alpha_calib_c);
 
   if (dim_ok && heads_ok &&
       c.check_pair(m.dim % m.n_heads == 0, "model.n_heads", "model.dim",
@@ -105,19 +146,22 @@ void check_model(Checker& c, const ModelConfig& m) {
 }
 
 void check_optim(Checker& c, const OptimConfig& o) {
-  if (c.positive("optim.lr", o.lr) && c.non_negative("optim.min_lr", o.min_lr))
+  if (c.fp32_positive("optim.lr", o.lr) && c.non_negative("optim.min_lr", o.min_lr))
     c.check_pair(o.min_lr <= o.lr, "optim.min_lr", "optim.lr", fmt::format("must be <= optim.lr ({}), got {}", o.lr, o.min_lr));
   c.beta("optim.beta1", o.beta1);
   c.beta("optim.beta2", o.beta2);
-  c.positive("optim.eps", o.eps);
-  c.non_negative("optim.weight_decay", o.weight_decay);
-  c.check(o.grad_clip >= 0, "optim.grad_clip", fmt::format("must be >= 0 (0 disables clipping), got {}", o.grad_clip));
+  c.fp32_positive("optim.eps", o.eps);
+  c.non_negative("optim.weight_decay", o.weight_decay) &&
+      c.check(o.weight_decay <= FLT_MAX, "optim.weight_decay",
+              fmt::format("{} overflows fp32, the precision AdamW uses", o.weight_decay));
+  c.decay_factor(o.lr, "optim.lr", o.weight_decay);
+  c.non_negative("optim.grad_clip", o.grad_clip);
   c.non_negative("optim.warmup_steps", o.warmup_steps);
-  c.group("matrices", o.matrices);
-  c.group("embeddings", o.embeddings);
-  c.group("dyt_alpha", o.dyt_alpha);
-  c.group("dyt_gamma_beta", o.dyt_gamma_beta);
-  c.group("embed_scale", o.embed_scale);
+  c.group("matrices", o.matrices, o);
+  c.group("embeddings", o.embeddings, o);
+  c.group("dyt_alpha", o.dyt_alpha, o);
+  c.group("dyt_gamma_beta", o.dyt_gamma_beta, o);
+  c.group("embed_scale", o.embed_scale, o);
 }
 
 void check_train(Checker& c, const TrainConfig& t, const ModelConfig& m) {
@@ -137,7 +181,7 @@ void check_train(Checker& c, const TrainConfig& t, const ModelConfig& m) {
           fmt::format("must be >= 1 (the newest checkpoint is always kept), got {}", t.keep_checkpoints));
   c.check(t.device == "cpu" || t.device == "cuda" || t.device == "auto", "train.device",
           fmt::format("must be one of cpu, cuda, auto, got '{}'", t.device));
-  c.check(t.peak_tflops >= 0, "train.peak_tflops",
+  c.check(std::isfinite(t.peak_tflops) && t.peak_tflops >= 0, "train.peak_tflops",
           fmt::format("must be >= 0 (a device's peak in TFLOP/s for MFU; 0: 989 on cuda, none on cpu), got {}",
                       t.peak_tflops));
 }

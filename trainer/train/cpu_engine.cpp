@@ -1,5 +1,6 @@
 // The CPU engine: the fp32 reference model (trainer/model/llama.h) in host memory, gradients reduced over the mesh's
 // MPI communicators, AdamW on the host (optionally ZeRO-1 sharded over dp, see grad_sync.h).
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <vector>
@@ -77,6 +78,15 @@ class CpuEngine final : public Engine {
     if (cfg_.parallel.zero1 && mesh_.dp > 1)
       all_gather_parameters(*mesh_.dp_group, model_.params().data(), padded_, n, zero_range_);
     return grad_norm;
+  }
+
+  // The whole local buffer (every tp block; with ZeRO-1 the all-gathered copy): one read of the parameters, cheap
+  // next to a step's 6 FLOPs per parameter per token.
+  bool params_finite() override {
+    const std::vector<float>& p = model_.params();
+    double bad = std::all_of(p.begin(), p.end(), [](float x) { return std::isfinite(x); }) ? 0.0 : 1.0;
+    mesh_.world->all_reduce(&bad, 1, ReduceOp::max);
+    return bad == 0.0;
   }
 
   std::vector<float> site_alphas() override {

@@ -40,6 +40,9 @@ class Engine {
   // A non-finite norm (some gradient is inf or NaN) is returned without touching the parameters or the optimizer
   // state: the caller stops the run as diverged, and the last checkpointable state stays clean.
   virtual double update(double lr_factor) = 0;
+  // True when every parameter on every rank is finite. Collective. Called after each update: a finite gradient can
+  // still step a weight to inf (an extreme lr), and such a state must stop the run before anything is written.
+  virtual bool params_finite() = 0;
 
   virtual std::vector<float> site_alphas() = 0;  // metrics order
   virtual float embed_scale() = 0;               // 0 when the model has none

@@ -33,35 +33,55 @@ std::vector<SiteMetrics> site_metrics(const std::vector<cpu::SiteMoments>& momen
   return out;
 }
 
-std::string to_json_line(const StepMetrics& m) {
-  // {:.9g} round-trips fp32 values and keeps lines short.
-  std::string s = fmt::format("{{\"step\":{},\"loss\":{:.9g}", m.step, m.loss);
-  if (m.val_loss) s += fmt::format(",\"val_loss\":{:.9g}", *m.val_loss);
-  s += fmt::format(
-      ",\"lr\":{:.9g},\"grad_norm\":{:.9g},\"tokens\":{},\"step_ms\":{:.4g},\"tok_s\":{:.6g},\"elapsed_s\":{:.6g},"
-      "\"eta_s\":{:.6g},\"embed_scale\":{:.9g}",
-      m.lr, m.grad_norm, m.tokens, m.step_ms, m.tok_s, m.elapsed_s, m.eta_s, m.embed_scale);
-  if (m.mfu) s += fmt::format(",\"mfu\":{:.4g}", *m.mfu);
-  s += ",\"sites\":[";
-  for (size_t i = 0; i < m.sites.size(); ++i) {
-    const SiteMetrics& r = m.sites[i];
-    s += fmt::format(
-        "{}{{\"layer\":{},\"site\":\"{}\",\"alpha\":{:.9g},\"act_mean\":{:.9g},\"act_std\":{:.9g},\"inv_std\":{:.9g},"
-        "\"sat\":{:.9g}}}",
-        i ? "," : "", r.layer, r.site, r.alpha, r.act_mean, r.act_std, r.inv_std, r.sat);
-  }
-  s += "]}";
-  return s;
-}
-
 namespace {
 
+// A JSON number with `digits` significant digits, or null: JSON has no NaN or infinity, and metrics.jsonl must stay
+// readable by any JSON parser (the monitor, the sweep report, pandas) even when a logged value is not finite.
+std::string json_number(double v, int digits = 9) {
+  if (!std::isfinite(v)) return "null";
+  return fmt::format("{:.{}g}", v, digits);
+}
+
+// The inverse: null (and the nan / inf spellings of files written before null was used) read as NaN.
+double number_of(const YAML::Node& n) {
+  if (n.IsNull()) return std::nan("");
+  const std::string text = n.Scalar();
+  if (text == "nan" || text == "-nan" || text == "inf" || text == "-inf") return std::strtod(text.c_str(), nullptr);
+  return n.as<double>();
+}
+
+void read_if(double* out, const YAML::Node& n, const char* key) {
+  if (n[key]) *out = number_of(n[key]);
+}
 template <typename T>
 void read_if(T* out, const YAML::Node& n, const char* key) {
   if (n[key]) *out = n[key].as<T>();
 }
 
 }  // namespace
+
+std::string to_json_line(const StepMetrics& m) {
+  // 9 significant digits round-trip fp32 values and keep lines short.
+  std::string s = fmt::format("{{\"step\":{},\"loss\":{}", m.step, json_number(m.loss));
+  if (m.val_loss) s += fmt::format(",\"val_loss\":{}", json_number(*m.val_loss));
+  s += fmt::format(
+      ",\"lr\":{},\"grad_norm\":{},\"tokens\":{},\"step_ms\":{},\"tok_s\":{},\"elapsed_s\":{},"
+      "\"eta_s\":{},\"embed_scale\":{}",
+      json_number(m.lr), json_number(m.grad_norm), m.tokens, json_number(m.step_ms, 4), json_number(m.tok_s, 6),
+      json_number(m.elapsed_s, 6), json_number(m.eta_s, 6), json_number(m.embed_scale));
+  if (m.mfu) s += fmt::format(",\"mfu\":{}", json_number(*m.mfu, 4));
+  s += ",\"sites\":[";
+  for (size_t i = 0; i < m.sites.size(); ++i) {
+    const SiteMetrics& r = m.sites[i];
+    s += fmt::format(
+        "{}{{\"layer\":{},\"site\":\"{}\",\"alpha\":{},\"act_mean\":{},\"act_std\":{},\"inv_std\":{},"
+        "\"sat\":{}}}",
+        i ? "," : "", r.layer, r.site, json_number(r.alpha), json_number(r.act_mean), json_number(r.act_std),
+        json_number(r.inv_std), json_number(r.sat));
+  }
+  s += "]}";
+  return s;
+}
 
 StepMetrics parse_metrics_line(const std::string& line, const std::string& where) {
   StepMetrics m;
@@ -70,9 +90,9 @@ StepMetrics parse_metrics_line(const std::string& line, const std::string& where
     const YAML::Node n = YAML::Load(line);
     if (!n.IsMap() || !n["step"] || !n["loss"]) throw std::runtime_error("not a metrics object with step and loss");
     m.step = n["step"].as<int64_t>();
-    m.loss = n["loss"].as<double>();  // never NaN: the trainer stops before it would log one
-    if (n["val_loss"]) m.val_loss = n["val_loss"].as<double>();
-    if (n["mfu"]) m.mfu = n["mfu"].as<double>();
+    m.loss = number_of(n["loss"]);
+    if (n["val_loss"]) m.val_loss = number_of(n["val_loss"]);
+    if (n["mfu"]) m.mfu = number_of(n["mfu"]);
     read_if(&m.lr, n, "lr");
     read_if(&m.grad_norm, n, "grad_norm");
     read_if(&m.tokens, n, "tokens");

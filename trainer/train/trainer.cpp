@@ -27,6 +27,7 @@
 #include "trainer/train/distributed_checkpoint.h"
 #include "trainer/train/engine.h"
 #include "trainer/train/flops.h"
+#include "trainer/train/host_memory.h"
 #include "trainer/train/metrics.h"
 
 namespace dytrain {
@@ -306,6 +307,12 @@ int Trainer::run() {
                   grad_norm, step, loss);
       return kExitDiverged;
     }
+    if (!engine_->params_finite()) {
+      log_->error("a parameter became non-finite in the update of step {} (gradient norm {}, lr {:g}): training "
+                  "diverged; nothing of this step was written, the last checkpoint is intact (try a lower optim.lr)",
+                  step, grad_norm, cfg_.optim.lr * factor);
+      return kExitDiverged;
+    }
     step_ = step;
     tokens_seen_ += tokens_per_step;
 
@@ -313,7 +320,15 @@ int Trainer::run() {
       StepMetrics m;
       m.step = step;
       m.loss = loss;
-      if (val_now) m.val_loss = validate();
+      if (val_now) {
+        m.val_loss = validate();
+        if (!std::isfinite(*m.val_loss)) {
+          log_->error("the validation loss is {} at step {} (train loss {}): training diverged; nothing of this step "
+                      "was written, the last checkpoint is intact (try a lower optim.lr or smaller alpha inits)",
+                      *m.val_loss, step, loss);
+          return kExitDiverged;
+        }
+      }
       const double step_s = std::chrono::duration<double>(Clock::now() - t0).count();
       const double elapsed_s = std::chrono::duration<double>(Clock::now() - run_start).count();
       m.lr = cfg_.optim.lr * factor;
@@ -379,6 +394,10 @@ int train(const TrainOptions& opt) {
     } catch (const std::exception& e) {
       throw InputError(e.what());
     }
+    // Host memory next: a config that cannot fit fails here, naming the key to change, before any allocation.
+    on_all_ranks(*mesh.world, [&] {
+      check_host_memory(plan_host_memory(cfg, device, mesh.dp, mesh.tp), mesh.local_size, available_host_bytes());
+    });
     Trainer trainer(cfg, o, mesh, device);
     return trainer.run();
   } catch (const InputError& e) {

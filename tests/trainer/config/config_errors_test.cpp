@@ -77,6 +77,18 @@ const std::vector<BadValue> kBadValues = {
     {"model.n_kv_heads", "3", "must divide model.n_heads (4)"},
     {"model.ffn_dim_multiplier", "1e-9", "SwiGLU hidden size comes out as 0"},
     {"data.train", "\"\"", "required"},
+    // Real numbers are checked in the precision they are used in (fp32): each of these is fine as a double and
+    // made AdamW or the model produce NaN or inf.
+    {"optim.beta2", "0.99999999", "rounds to 1 in fp32"},
+    {"optim.beta1", "0.99999999999", "rounds to 1 in fp32"},
+    {"optim.embeddings.beta2", "0.999999999", "rounds to 1 in fp32"},
+    {"optim.eps", "1e-50", "is not a normal fp32 number"},
+    {"optim.lr", "1e300", "is not a normal fp32 number"},
+    {"optim.dyt_alpha.lr", "1e39", "is not a normal fp32 number"},
+    {"optim.weight_decay", "1e300", "overflows fp32"},
+    {"optim.weight_decay", "5000", "1 - lr * weight_decay of AdamW would be negative"},  // lr 3e-4
+    {"model.init_std", "1e-40", "is not a normal fp32 number"},
+    {"model.ffn_dim_multiplier", "1e300", "is not a normal fp32 number"},
 };
 
 TEST(ConfigErrors, EveryBadValueInAFileNamesTheFileLineAndKey) {

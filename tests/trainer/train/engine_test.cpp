@@ -2,7 +2,8 @@
 // - a step on a batch lowers the loss on that batch (the update goes downhill) and reports a finite norm;
 // - a step whose gradients are not finite reports the non-finite norm and leaves the parameters exactly as they
 //   were, so the trainer can stop the run as diverged with nothing corrupted. A NaN loss weight in backward() makes
-//   every gradient NaN while the forward loss stays finite: the case of an overflow in the backward pass alone.
+//   every gradient NaN while the forward loss stays finite: the case of an overflow in the backward pass alone;
+// - params_finite() tells whether an update left a non-finite weight (finite gradients, an lr that overflows fp32).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -65,6 +66,21 @@ TEST_P(EngineContract, NonFiniteGradientsLeaveTheParametersAlone) {
   EXPECT_FALSE(std::isfinite(engine_->update(1.0)));
   EXPECT_EQ(engine_->site_alphas(), alphas);
   EXPECT_EQ(loss(), before);  // bit for bit: no parameter moved
+}
+
+TEST_P(EngineContract, ParamsFiniteSeesAnUpdateThatOverflows) {
+  EXPECT_TRUE(engine_->params_finite());
+  engine_->zero_grad();
+  loss();
+  engine_->backward(1.0f);
+  ASSERT_TRUE(std::isfinite(engine_->update(1.0)));
+  EXPECT_TRUE(engine_->params_finite());
+  engine_->zero_grad();
+  loss();
+  engine_->backward(1.0f);
+  // lr 1e-2 x 1e41 rounds to an fp32 inf: every weight with a non-zero gradient becomes inf or NaN.
+  ASSERT_TRUE(std::isfinite(engine_->update(1e41)));
+  EXPECT_FALSE(engine_->params_finite());
 }
 
 INSTANTIATE_TEST_SUITE_P(Devices, EngineContract, ::testing::Values("cpu", "cuda"),

@@ -1,5 +1,6 @@
 // Site metrics from moments against direct computation, and the JSON line format.
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -96,6 +97,43 @@ TEST(Metrics, ParseReadsBackEveryFieldWritten) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("run/metrics.jsonl:3"), std::string::npos) << e.what();
   }
+}
+
+// JSON has no NaN or infinity: a non-finite value is written as null (every JSON parser reads the line) and read
+// back as NaN by the monitor and the sweep report.
+TEST(Metrics, NonFiniteValuesAreJsonNull) {
+  StepMetrics m;
+  m.step = 7;
+  m.loss = std::numeric_limits<double>::quiet_NaN();
+  m.val_loss = -std::numeric_limits<double>::infinity();
+  m.grad_norm = std::numeric_limits<double>::infinity();
+  m.lr = 1e-3;
+  SiteMetrics site;
+  site.inv_std = std::numeric_limits<double>::infinity();
+  site.alpha = 0.5;
+  m.sites.push_back(site);
+  const std::string line = to_json_line(m);
+  for (const char* bad : {"nan", "inf", "NaN", "Inf"}) EXPECT_EQ(line.find(bad), std::string::npos) << line;
+  for (const char* null : {"\"loss\":null", "\"val_loss\":null", "\"grad_norm\":null", "\"inv_std\":null"})
+    EXPECT_NE(line.find(null), std::string::npos) << null << " not in " << line;
+  const StepMetrics r = parse_metrics_line(line, "here");
+  EXPECT_TRUE(std::isnan(r.loss));
+  ASSERT_TRUE(r.val_loss);
+  EXPECT_TRUE(std::isnan(*r.val_loss));
+  EXPECT_TRUE(std::isnan(r.grad_norm));
+  EXPECT_EQ(r.lr, 1e-3);
+  ASSERT_EQ(r.sites.size(), 1u);
+  EXPECT_TRUE(std::isnan(r.sites[0].inv_std));
+  EXPECT_EQ(r.sites[0].alpha, 0.5);
+}
+
+// Files written before null was used hold nan / inf spellings; they are read, not refused.
+TEST(Metrics, OldNanSpellingsAreRead) {
+  const StepMetrics r = parse_metrics_line("{\"step\":3,\"loss\":2.5,\"val_loss\":-nan,\"grad_norm\":inf}", "here");
+  EXPECT_EQ(r.loss, 2.5);
+  ASSERT_TRUE(r.val_loss);
+  EXPECT_TRUE(std::isnan(*r.val_loss));
+  EXPECT_TRUE(std::isinf(r.grad_norm));
 }
 
 }  // namespace

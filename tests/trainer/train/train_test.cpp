@@ -160,6 +160,16 @@ TEST_F(TrainTest, BadConfigFailsBeforeWritingAnything) {
   EXPECT_FALSE(fs::exists(dir_ / "no_data"));
 }
 
+// Sizes that cannot fit the host used to end in std::bad_alloc (exit 1, no key named) after the run directory was
+// made; the host memory plan refuses them up front.
+TEST_F(TrainTest, ConfigsThatCannotFitFailBeforeAllocatingAnything) {
+  for (const char* big : {"train.micro_batch=1000000000", "model.vocab_size=2000000000", "model.dim=65536"}) {
+    SCOPED_TRACE(big);
+    EXPECT_EQ(run("big", {big}), kExitBadInput);
+    EXPECT_FALSE(fs::exists(dir_ / "big"));
+  }
+}
+
 TEST_F(TrainTest, CudaWithoutAGpuFailsAsBadInput) {
   // Hide any GPU (each test runs in its own process, so CUDA has not read the variable yet): the same outcome on a
   // CPU host and a GPU host, in builds with and without CUDA.
