@@ -31,6 +31,17 @@ def save(fig, path):
     os.replace(tmp, path)
 
 
+def null_to_nan(value):
+    """metrics.jsonl writes a non-finite value as null (JSON has no NaN): plot it as a gap."""
+    if value is None:
+        return float("nan")
+    if isinstance(value, dict):
+        return {k: null_to_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [null_to_nan(v) for v in value]
+    return value
+
+
 def read_metrics(run_dir):
     path = os.path.join(run_dir, "metrics.jsonl")
     lines = []
@@ -40,7 +51,7 @@ def read_metrics(run_dir):
             if not line:
                 continue
             try:
-                lines.append(json.loads(line))
+                lines.append(null_to_nan(json.loads(line)))
             except json.JSONDecodeError as e:
                 sys.exit(f"{path}:{n}: not a JSON metrics line ({e})")
     return lines

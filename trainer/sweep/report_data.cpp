@@ -1,6 +1,7 @@
 #include "trainer/sweep/report_data.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -124,7 +125,8 @@ const PointResult* best_point(const std::vector<const PointResult*>& candidates)
   const PointResult* best = nullptr;
   auto loss = [&](const PointResult* p) { return by_val ? *p->val_loss : *p->train_loss; };
   for (const PointResult* p : candidates) {
-    if (p->status != "done" || !(by_val ? p->val_loss : p->train_loss)) continue;
+    // A non-finite loss (null in metrics.jsonl) never wins: NaN compares false and would stick as the best.
+    if (p->status != "done" || !(by_val ? p->val_loss : p->train_loss) || !std::isfinite(loss(p))) continue;
     if (!best || loss(p) < loss(best)) best = p;
   }
   return best;

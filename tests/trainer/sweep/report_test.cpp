@@ -95,6 +95,17 @@ TEST_F(ReportTest, ValuesMatchTheMetrics) {
   EXPECT_EQ(smoothed_loss({}, 5), std::nullopt);
 }
 
+// A done point whose metrics hold a null (NaN) validation loss must not stick as the best: NaN compares false.
+TEST(ReportBest, NonFiniteLossNeverWins) {
+  PointResult nan_point, good, worse;
+  nan_point.status = good.status = worse.status = "done";
+  nan_point.val_loss = std::nan("");
+  good.val_loss = 3.0;
+  worse.val_loss = 4.0;
+  EXPECT_EQ(best_point({&nan_point, &worse, &good}), &good);
+  EXPECT_EQ(best_point({&nan_point}), nullptr);
+}
+
 TEST_F(ReportTest, BestSkipsDivergedAndFitRecoversTheLaw) {
   const auto points = collect_results(sweep(), 5);
   for (int w : {32, 64, 128}) {
