@@ -41,7 +41,12 @@ struct ModelConfig {
   double rms_eps = 1e-5;          // RMSNorm epsilon (norm: rmsnorm only)
   bool embed_scale = true;        // learnable scalar after the embedding, init sqrt(dim)
   bool tie_embeddings = false;    // LM head shares the embedding table
-  double init_std = 0.02;         // std of every matrix and the embedding at init
+  std::string init = "fixed";     // how init_std applies to the matrices and the embedding:
+                                  //   fixed: N(0, init_std) for all (the official LLaMA-DyT code: 0.02 at width 4096+)
+                                  //   scaled: std = init_std * sqrt(4096 / fan_in), the official signal scale at any
+                                  //     width (fan_in: the input size of a matrix, dim for the embedding)
+                                  //   scaled_depth: scaled, and o_proj, down_proj further / sqrt(2 n_layers)
+  double init_std = 0.02;         // the std of fixed, or the std at fan_in 4096 of scaled
 
   int head_dim() const { return dim / n_heads; }
   int kv_heads() const { return n_kv_heads > 0 ? n_kv_heads : n_heads; }

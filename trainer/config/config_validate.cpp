@@ -122,6 +122,8 @@ void check_model(Checker& c, const ModelConfig& m) {
   c.fp32_positive("model.alpha_ffn", m.alpha_ffn);
   c.fp32_positive("model.alpha_final", m.alpha_final);
   c.fp32_positive("model.rms_eps", m.rms_eps);
+  c.check(m.init == "fixed" || m.init == "scaled" || m.init == "scaled_depth", "model.init",
+          fmt::format("must be fixed, scaled or scaled_depth, got '{}'", m.init));
   c.fp32_positive("model.init_std", m.init_std);
   c.check(m.alpha_init == "fixed" || m.alpha_init == "calibrated", "model.alpha_init",
           fmt::format("must be fixed or calibrated, got '{}'", m.alpha_init));

@@ -76,6 +76,22 @@ bool LlamaLayout::fused_gate_up() const {
   return true;
 }
 
+double init_std_of(const ModelConfig& cfg, const ParamSpec& spec) {
+  if (cfg.init == "fixed") return cfg.init_std;
+  // (out, in) for every matrix, (vocab, dim) for the embedding: the second full dimension is the fan-in (for the
+  // embedding, the width its rows feed).
+  const double fan_in = double(spec.full_shape.at(1));
+  double std = cfg.init_std * std::sqrt(kInitReferenceWidth / fan_in);
+  const auto ends_with = [&](const std::string& suffix) {
+    return spec.name.size() >= suffix.size() &&
+           spec.name.compare(spec.name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  // The projections that write into the residual stream: 2 n_layers of them add up (GPT-2's depth scaling).
+  if (cfg.init == "scaled_depth" && (ends_with("o_proj.weight") || ends_with("down_proj.weight")))
+    std /= std::sqrt(2.0 * cfg.n_layers);
+  return std;
+}
+
 void LlamaLayout::init(float* params, uint64_t seed) const {
   std::fill(params, params + table.total(), 0.0f);
   std::vector<float> full;
@@ -87,7 +103,7 @@ void LlamaLayout::init(float* params, uint64_t seed) const {
         int64_t full_numel = 1;
         for (int64_t d : s.full_shape) full_numel *= d;
         full.resize(full_numel);
-        fill_normal(full.data(), full_numel, cfg.init_std, seed, s.name);
+        fill_normal(full.data(), full_numel, init_std_of(cfg, s), seed, s.name);
         take_tp_block(p, full.data(), s, tp_rank);
         break;
       }

@@ -34,6 +34,13 @@ using GradsReady = std::function<void(int64_t begin, int64_t end)>;
 // The norm sites in metrics order: layer 0 attn, layer 0 ffn, layer 1 attn, ..., final.
 inline int n_norm_sites(const ModelConfig& cfg) { return 2 * cfg.n_layers + 1; }
 
+// The init std of a matrix or the embedding under cfg.init (see ModelConfig::init): spec is the tensor's table entry.
+double init_std_of(const ModelConfig& cfg, const ParamSpec& spec);
+
+// The width at which init: scaled gives every fan-in-dim matrix exactly init_std: the official runs' 4096 (LLaMA 7B),
+// where trunc_normal(0, 0.02) gives the embedding output (x sqrt(d)) std 1.3 and every matrix a gain of ~1.3.
+inline constexpr double kInitReferenceWidth = 4096.0;
+
 struct LlamaLayout {
   // Throws std::invalid_argument when tp does not divide the split dimensions.
   LlamaLayout(const ModelConfig& cfg, int tp_rank, int tp_size);

@@ -43,6 +43,7 @@ const std::vector<BadValue> kBadValues = {
     {"model.alpha_final", "0", "must be > 0"},
     {"model.rms_eps", "0", "must be > 0"},
     {"model.init_std", "0", "must be > 0"},
+    {"model.init", "xavier", "must be fixed, scaled or scaled_depth"},
     {"model.alpha_init", "auto", "must be fixed or calibrated"},
     {"model.alpha_calib_c", "0", "must be > 0"},
     {"optim.lr", "0", "must be > 0"},

@@ -72,6 +72,9 @@ TEST(ConfigPresets, EveryModelPresetLoadsWithItsShape) {
 
 TEST(ConfigPresets, Llama27bSetsTheLlamaVocabulary) {
   const Config cfg = load_config((kConfigs / "models/llama2-7b.yaml").string(), {"data.train=x.bin"});
+  // The official LLaMA-DyT init, whatever the default init becomes for small widths.
+  EXPECT_EQ(cfg.model.init, "fixed");
+  EXPECT_EQ(cfg.model.init_std, 0.02);
   EXPECT_EQ(cfg.model.vocab_size, 32000);
 }
 
@@ -220,6 +223,7 @@ Config unusual_config() {
   m.rms_eps = 1e-6;
   m.embed_scale = false;
   m.tie_embeddings = true;
+  m.init = "scaled_depth";
   m.init_std = 0.017;
   m.alpha_init = "calibrated";
   m.alpha_calib_c = 0.75;
@@ -289,6 +293,7 @@ TEST(ConfigYaml, RoundTripsEveryFieldExactly) {
   EXPECT_EQ(ma.rms_eps, mb.rms_eps);
   EXPECT_EQ(ma.embed_scale, mb.embed_scale);
   EXPECT_EQ(ma.tie_embeddings, mb.tie_embeddings);
+  EXPECT_EQ(ma.init, mb.init);
   EXPECT_EQ(ma.init_std, mb.init_std);
   EXPECT_EQ(ma.alpha_init, mb.alpha_init);
   EXPECT_EQ(ma.alpha_calib_c, mb.alpha_calib_c);
@@ -354,7 +359,7 @@ TEST(ConfigYaml, WritesEveryKeyInTheFixedOrder) {
       "model.vocab_size", "model.dim", "model.n_layers", "model.n_heads", "model.n_kv_heads", "model.ffn_dim",
       "model.multiple_of", "model.ffn_dim_multiplier", "model.max_seq_len", "model.rope_theta", "model.norm",
       "model.alpha_attn", "model.alpha_ffn", "model.alpha_final", "model.dyt_bias", "model.rms_eps",
-      "model.embed_scale", "model.tie_embeddings", "model.init_std", "model.alpha_init", "model.alpha_calib_c",
+      "model.embed_scale", "model.tie_embeddings", "model.init", "model.init_std", "model.alpha_init", "model.alpha_calib_c",
       "optim.lr", "optim.min_lr", "optim.beta1", "optim.beta2", "optim.eps", "optim.weight_decay", "optim.grad_clip",
       "optim.schedule", "optim.warmup_steps",
       "optim.matrices.weight_decay", "optim.matrices.lr", "optim.matrices.beta2",
