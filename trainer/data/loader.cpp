@@ -10,10 +10,11 @@
 // - Position i of the epoch's order goes to rank i % dp_size; the order is trimmed so each rank gets the same
 //   number of windows, and each rank's share is trimmed to whole batches, so every rank takes the same number of
 //   steps per epoch and a batch never mixes two epochs.
-// - Every shard's ids are scanned once when the loader opens (Shard::scan_ids, about 80 ms per 100M tokens), so an id
-//   >= vocab_size stops a run before it starts rather than in whichever window happens to hold it, hours in or
-//   never; the message gives the largest id in the data, which is the vocab_size it needs. Each window read is
-//   checked again (free next to a step): after the scan, a bad id can only mean the file changed under the run.
+// - Every shard's ids are scanned once when the loader opens (Shard::scan_ids, 30-80 ms per 100M tokens from the
+//   page cache), so an id >= vocab_size stops a run before it starts rather than in whichever window happens to hold
+//   it, hours in or never; the message gives the largest id in the data, which is the vocab_size it needs. Every
+//   rank scans every shard, since its windows may come from any; the ranks of a node share the page cache. Each
+//   window read is checked again (free next to a step): after the scan, a bad id means the file changed under the run.
 #include "trainer/data/loader.h"
 
 #include <algorithm>

@@ -291,7 +291,8 @@ TEST(TokenLoader, ShardRewrittenInPlaceIsAClearError) {
     f.write(reinterpret_cast<const char*>(&other), 2);
   }
   fs::last_write_time(path, opened + std::chrono::seconds(1));
-  expect_error([&] { loader.next(batch.data()); }, {path, "changed while the run was reading it", "rewritten in place"});
+  expect_error([&] { loader.next(batch.data()); },
+               {path, "changed while the run was reading it", "rewritten in place"});
 }
 
 // Rewritten in place with an id >= vocab_size and the old modification time put back: the window's range check
