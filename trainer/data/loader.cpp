@@ -10,11 +10,12 @@
 // - Position i of the epoch's order goes to rank i % dp_size; the order is trimmed so each rank gets the same
 //   number of windows, and each rank's share is trimmed to whole batches, so every rank takes the same number of
 //   steps per epoch and a batch never mixes two epochs.
-// - Every shard's ids are scanned once when the loader opens (Shard::scan_ids, 30-80 ms per 100M tokens from the
-//   page cache), so an id >= vocab_size stops a run before it starts rather than in whichever window happens to hold
-//   it, hours in or never; the message gives the largest id in the data, which is the vocab_size it needs. Every
-//   rank scans every shard, since its windows may come from any; the ranks of a node share the page cache. Each
-//   window read is checked again (free next to a step): after the scan, a bad id means the file changed under the run.
+// - Every shard's ids are scanned once when the loader opens (Shard::scan_ids: tens of ms per 100M tokens from the
+//   page cache), so an id >= vocab_size stops a run before it starts rather than in whichever window happens to
+//   hold it, hours in or never; the message gives the largest id in the data, which is the vocab_size it needs.
+//   Every rank scans every shard, since its windows may come from any; the ranks of a node share the page cache.
+//   Each window is checked again as it is read (free next to a step): after the scan, a bad id means the file
+//   changed under the run.
 #include "trainer/data/loader.h"
 
 #include <algorithm>
@@ -120,7 +121,7 @@ void TokenLoader::next(int32_t* tokens) {
     window_at(&s, &start, order_[size_t(pos)]);
     const Shard& shard = shards_[size_t(s)];
     int32_t* row = tokens + b * (T + 1);  // (T+1)
-    shard.read(start, T + 1, reinterpret_cast<uint32_t*>(row));
+    shard.read(start, T + 1, reinterpret_cast<uint32_t*>(row));  // int32 storage read as uint32: allowed aliasing
     for (int64_t j = 0; j <= T; ++j) {
       const uint32_t id = uint32_t(row[j]);
       if (id >= uint32_t(opt_.vocab_size)) {

@@ -43,9 +43,10 @@ class Shard {
   const std::string& path() const { return path_; }
   int64_t byte_offset(int64_t i) const { return kShardHeaderBytes + i * token_bytes_; }  // of token i in the file
 
-  // out (n) = tokens [first, first + n), which must lie in [0, size()). One pread and one fstat.
+  // out (n) = tokens [first, first + n), which must lie in [0, size()). One pread and one fstat; throws ShardError
+  // when the file changed since it was opened.
   void read(int64_t first, int64_t n, uint32_t* out) const;
-  // Token i through read(): one system call per token, for tests and tools that read a few tokens.
+  // Token i through read(): a pread and an fstat per token, for tests and tools that read a few tokens.
   uint32_t operator[](int64_t i) const;
 
   // Reads every token once (in chunks, a vectorized max per chunk) and reports the largest id and the first token

@@ -210,8 +210,8 @@ TEST(Shard, ReadsAfterTheFileChangedThrowNamingIt) {
   expect_error([&] { (void)shard[5]; }, {path, "21024 -> 41024 bytes"});
 }
 
-// Not a test of speed (timed assertions fail on busy machines): it prints what scanning costs, the figure quoted in
-// shard.cpp. 32M tokens per width; the file was just written, so it is read from the page cache.
+// Not a test of speed (timed assertions fail on busy machines): it prints what scanning and a window read cost, the
+// figures quoted in shard.cpp. 32M tokens per width; the file was just written, so it is read from the page cache.
 TEST(Shard, ScanCostPerHundredMillionTokens) {
   TempDir dir;
   const int64_t n = int64_t(1) << 25;
@@ -231,6 +231,20 @@ TEST(Shard, ScanCostPerHundredMillionTokens) {
     }
     std::printf("scan of %d-byte tokens: %.1f ms per 100M tokens (%.2f GB/s, page cache, best of 3)\n", width,
                 best_s * 1e3 * 1e8 / double(n), double(n) * width / best_s / 1e9);
+
+    // What the loader pays per window: one read of T+1 = 1025 tokens (pread, fstat, widening), at random places.
+    std::vector<uint32_t> window(1025);
+    const int reads = 20000;
+    uint64_t sum = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int r = 0; r < reads; ++r) {
+      shard.read(int64_t(uint64_t(r) * 2654435761u % uint64_t(n - 1025)), 1025, window.data());
+      sum += window[0];
+    }
+    const double per_read_us =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1e6 / reads;
+    EXPECT_LT(sum, uint64_t(reads) * 50000);
+    std::printf("read of a 1025-token window of %d-byte tokens: %.2f us\n", width, per_read_us);
   }
 }
 

@@ -97,7 +97,9 @@ TEST_F(DataCheckCliTest, ShardTruncatedDuringTheRunExits2NamingTheFile) {
                           << " --set data.train=" << shard << " --set train.max_steps=1000000 > " << run_dir
                           << ".log 2>&1 &\n"
                              "job=$!\n"
-                             "for i in $(seq 1 300); do [ -s " << run_dir << "/metrics.jsonl ] && break; sleep 0.2; done\n"
+                             "for i in $(seq 1 300); do\n"
+                             "  [ -s " << run_dir << "/metrics.jsonl ] && break; sleep 0.2\n"
+                             "done\n"
                              "truncate -s 2048 " << shard << "\n"
                              "wait $job\n";
     const int status = std::system(("bash " + script).c_str());
