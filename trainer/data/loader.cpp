@@ -56,7 +56,9 @@ void check_options(const LoaderOptions& o) {
 
 TokenLoader::TokenLoader(const LoaderOptions& opt) : opt_(opt), seed_(opt.seed) {
   check_options(opt_);
-  for (const std::string& path : expand_shards(opt_.shards)) shards_.emplace_back(path);
+  const std::vector<std::string> paths = expand_shards(opt_.shards);
+  allow_many_open_shards();
+  for (const std::string& path : paths) shards_.emplace_back(path);
   check_ids();
 
   const int64_t T = opt_.seq_len;

@@ -3,7 +3,9 @@
 //   under the process (a shard truncated or rewritten by another job) turns the next access into SIGBUS: the run
 //   dies with rc 135 and no message. pread reports a short read instead. The loader reads little per step (B windows
 //   of T+1 tokens, kilobytes to a few MB, against a step of milliseconds or more), so copying out of the page cache
-//   costs nothing next to a step, and the page cache still shares the file between the ranks of a node.
+//   costs nothing next to a step, and the page cache still shares the file between the ranks of a node. The cost
+//   is one descriptor per shard for the run's length: the loader raises the soft limit on open files to the hard
+//   one (allow_many_open_shards), and opening past it names the limit and what to do.
 // - Change detection: every read is followed by an fstat of the descriptor. A size or modification time other than
 //   at open means the file was changed in place (truncated, extended, rewritten, or only touched) and the read
 //   throws ShardError naming the file; a short read is the same error. The fstat comes after the pread so a write
@@ -23,6 +25,7 @@
 
 #include <fcntl.h>
 #include <glob.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -128,6 +131,12 @@ int check_header(const std::string& path, const uint8_t* header, int64_t file_by
 
 Shard::Shard(const std::string& path) : path_(path) {
   fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0 && (errno == EMFILE || errno == ENFILE)) {
+    throw shard_error(path, fmt::format("cannot open: {}; every shard stays open while it is read, so the limit "
+                                        "on open files must exceed the number of shards: raise it (ulimit -n) or "
+                                        "merge the data into fewer, larger shards",
+                                        std::strerror(errno)));
+  }
   if (fd_ < 0) throw shard_error(path, fmt::format("cannot open: {}", std::strerror(errno)));
   try {
     struct stat st {};
@@ -231,6 +240,13 @@ uint32_t Shard::operator[](int64_t i) const {
 IdScan Shard::scan_ids(uint32_t limit) const {
   auto read = [&](int64_t first, int64_t n, void* out) { read_bytes(byte_offset(first), n * token_bytes_, out); };
   return token_bytes_ == 2 ? scan_chunks<uint16_t>(count_, limit, read) : scan_chunks<uint32_t>(count_, limit, read);
+}
+
+void allow_many_open_shards() {
+  struct rlimit lim {};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= lim.rlim_max) return;
+  lim.rlim_cur = lim.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &lim);  // if refused, a shard opened past the limit says what to do
 }
 
 void write_shard(const std::string& path, const std::vector<uint32_t>& tokens, int token_bytes) {

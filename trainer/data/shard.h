@@ -65,6 +65,10 @@ class Shard {
   int token_bytes_ = 2;
 };
 
+// Raises this process's soft limit on open files to its hard limit, best effort: every open Shard holds a file
+// descriptor, and a data set of thousands of shards passes the usual soft limit of 1024.
+void allow_many_open_shards();
+
 // Writes tokens as one shard, to a temporary name then renamed. token_bytes 2 (every id < 65536, checked) or 4.
 void write_shard(const std::string& path, const std::vector<uint32_t>& tokens, int token_bytes);
 

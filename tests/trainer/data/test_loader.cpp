@@ -2,6 +2,8 @@
 // tells which shard and offset it came from; each row is checked against the shard contents and the window rules
 // (start a multiple of T, T+1 tokens, inside one shard). Orders are compared with a single-rank, batch-1 loader of
 // the same seed, which reads out the epoch's permutation one window at a time.
+#include <sys/resource.h>
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -315,6 +317,25 @@ TEST(TokenLoader, ShardRewrittenWithABadIdIsCaughtByTheWindowCheck) {
   std::vector<int32_t> batch(9);
   expect_error([&] { loader.next(batch.data()); },
                {path, "changed while the run was reading it", "token index 3", "byte offset 1030", "id 300"});
+}
+
+// A loader keeps every shard open: 300 shards open under a soft limit of 128 files, which it raises to the hard one.
+TEST(TokenLoader, OpensMoreShardsThanTheSoftOpenFileLimit) {
+  TempDir dir;
+  for (int s = 0; s < 300; ++s) write_shard(dir.file("s_" + std::to_string(1000 + s) + ".bin"), {1, 2, 3, 4, 5}, 2);
+  struct rlimit saved {};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  if (saved.rlim_max < 400) GTEST_SKIP() << "the hard limit on open files is " << saved.rlim_max;
+  struct rlimit low = saved;
+  low.rlim_cur = 128;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  LoaderOptions o = options(dir, 1, 2, 0, false);
+  o.vocab_size = 6;
+  EXPECT_NO_THROW({
+    TokenLoader loader(o);
+    EXPECT_EQ(loader.total_tokens(), 1500);
+  });
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
 }
 
 TEST(TokenLoader, TooLittleDataIsAClearError) {

@@ -1,6 +1,8 @@
 // Shard format tests. Good files are checked against bytes decoded here independently of the reader (little-endian
 // header ints, then raw tokens); bad files are built byte by byte so each error path is hit on purpose, and every
 // error must name the file so a user knows which of thousands of shards is broken.
+#include <sys/resource.h>
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -208,6 +210,28 @@ TEST(Shard, ReadsAfterTheFileChangedThrowNamingIt) {
   expect_error([&] { shard.scan_ids(10); }, {path, "changed"});
   fs::resize_file(path, 1024 + 2 * 20000);
   expect_error([&] { (void)shard[5]; }, {path, "21024 -> 41024 bytes"});
+}
+
+// Every open shard holds a descriptor: past the limit on open files, the error says so and what to do.
+TEST(Shard, OpeningPastTheOpenFileLimitSaysWhatToDo) {
+  TempDir dir;
+  const std::string path = dir.file("f.bin");
+  write_shard(path, {1, 2, 3}, 2);
+  struct rlimit saved {};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  struct rlimit low = saved;
+  low.rlim_cur = 32;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<Shard> open;
+  try {
+    for (int i = 0; i < 40; ++i) open.emplace_back(path);
+    ADD_FAILURE() << "40 shards opened under a limit of 32 files";
+  } catch (const ShardError& e) {
+    for (const char* part : {"f.bin", "open files", "ulimit -n", "fewer, larger shards"})
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+  }
+  open.clear();
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
 }
 
 // Not a test of speed (timed assertions fail on busy machines): it prints what scanning and a window read cost, the
