@@ -10,8 +10,12 @@
 // - Position i of the epoch's order goes to rank i % dp_size; the order is trimmed so each rank gets the same
 //   number of windows, and each rank's share is trimmed to whole batches, so every rank takes the same number of
 //   steps per epoch and a batch never mixes two epochs.
-// - Token ids are checked against vocab_size as they are read rather than by scanning every shard at start-up:
-//   the check costs nothing per step, and start-up stays instant on multi-GB data sets.
+// - Every shard's ids are scanned once when the loader opens (Shard::scan_ids: tens of ms per 100M tokens from the
+//   page cache), so an id >= vocab_size stops a run before it starts rather than in whichever window happens to
+//   hold it, hours in or never; the message gives the largest id in the data, which is the vocab_size it needs.
+//   Every rank scans every shard, since its windows may come from any; the ranks of a node share the page cache.
+//   Each window is checked again as it is read (free next to a step): after the scan, a bad id means the file
+//   changed under the run.
 #include "trainer/data/loader.h"
 
 #include <algorithm>
@@ -52,7 +56,10 @@ void check_options(const LoaderOptions& o) {
 
 TokenLoader::TokenLoader(const LoaderOptions& opt) : opt_(opt), seed_(opt.seed) {
   check_options(opt_);
-  for (const std::string& path : expand_shards(opt_.shards)) shards_.emplace_back(path);
+  const std::vector<std::string> paths = expand_shards(opt_.shards);
+  allow_many_open_shards();
+  for (const std::string& path : paths) shards_.emplace_back(path);
+  check_ids();
 
   const int64_t T = opt_.seq_len;
   first_window_.assign(shards_.size() + 1, 0);
@@ -71,6 +78,24 @@ TokenLoader::TokenLoader(const LoaderOptions& opt) : opt_(opt), seed_(opt.seed) 
         int64_t(opt_.batch) * opt_.dp_size));
   }
   build_order();
+}
+
+void TokenLoader::check_ids() const {
+  const uint32_t vocab = uint32_t(opt_.vocab_size);
+  uint32_t max_id = 0;
+  const Shard* bad_shard = nullptr;
+  IdScan bad;
+  for (const Shard& shard : shards_) {
+    const IdScan scan = shard.scan_ids(vocab);
+    max_id = std::max(max_id, scan.max_id);
+    if (scan.first_bad >= 0 && !bad_shard) bad_shard = &shard, bad = scan;
+  }
+  if (!bad_shard) return;
+  throw ShardError(fmt::format(
+      "token shard '{}': token index {} (byte offset {}) holds id {}, but vocab_size is {}; the largest id in '{}' "
+      "is {}: set model.vocab_size to at least {}, or re-prepare the data with the model's tokenizer",
+      bad_shard->path(), bad.first_bad, bad_shard->byte_offset(bad.first_bad), bad.first_bad_id, opt_.vocab_size,
+      opt_.shards, max_id, uint64_t(max_id) + 1));
 }
 
 void TokenLoader::build_order() {
@@ -98,15 +123,16 @@ void TokenLoader::next(int32_t* tokens) {
     window_at(&s, &start, order_[size_t(pos)]);
     const Shard& shard = shards_[size_t(s)];
     int32_t* row = tokens + b * (T + 1);  // (T+1)
+    shard.read(start, T + 1, reinterpret_cast<uint32_t*>(row));  // int32 storage read as uint32: allowed aliasing
     for (int64_t j = 0; j <= T; ++j) {
-      const uint32_t id = shard[start + j];
+      const uint32_t id = uint32_t(row[j]);
       if (id >= uint32_t(opt_.vocab_size)) {
-        throw std::runtime_error(fmt::format(
-            "token shard '{}': token {} at offset {} is >= vocab_size {}; the data was prepared with a larger "
-            "vocabulary: raise model.vocab_size or re-prepare the data with this model's tokenizer",
-            shard.path(), id, start + j, opt_.vocab_size));
+        throw ShardError(fmt::format(
+            "token shard '{}' changed while the run was reading it: token index {} (byte offset {}) now holds id {} "
+            ">= vocab_size {}, but every id was below it when the run started; restore the file and --resume from "
+            "the last checkpoint",
+            shard.path(), start + j, shard.byte_offset(start + j), id, opt_.vocab_size));
       }
-      row[j] = int32_t(id);
     }
   }
   cursor_ += opt_.batch;

@@ -15,7 +15,7 @@ struct LoaderOptions {
   std::string shards;      // file, directory or glob (expand_shards)
   int batch = 1;           // B windows per call to next()
   int seq_len = 1;         // T
-  int vocab_size = 0;      // every token must be < vocab_size; a larger id is an error naming file and offset
+  int vocab_size = 0;      // every id must be < vocab_size: checked over all shards at open (ShardError)
   uint64_t seed = 0;       // window order; the same seed gives the same batches
   bool shuffle = true;     // training: seeded shuffle of windows each epoch; validation: false, fixed order
   int dp_rank = 0;         // this rank reads a disjoint part of every epoch
@@ -24,9 +24,12 @@ struct LoaderOptions {
 
 class TokenLoader {
  public:
+  // Opens every shard and scans all their ids: ShardError names the file, token index and byte offset of the first
+  // id >= vocab_size.
   explicit TokenLoader(const LoaderOptions& opt);
 
-  // tokens (B, T+1) int32. Wraps to a new epoch (a new seeded order) when the data is used up.
+  // tokens (B, T+1) int32. Wraps to a new epoch (a new seeded order) when the data is used up. Throws ShardError
+  // when a shard changed since the loader opened it.
   void next(int32_t* tokens);
 
   // Back to the first batch of epoch 0 (validation passes start here each time).
@@ -41,6 +44,7 @@ class TokenLoader {
   int64_t batches_per_epoch() const;  // per rank
 
  private:
+  void check_ids() const;              // scans every shard; throws ShardError at the first id >= vocab_size
   void build_order();                  // order_ for epoch_ (identity, or a permutation seeded by seed_ and epoch_)
   void window_at(int* shard, int64_t* start, int64_t w) const;  // global window index -> (shard, first token)
 

@@ -196,11 +196,11 @@ int64_t Trainer::restore() {
   return step_;
 }
 
-// alpha0 = c / std of each site's input on the first training batch (read by a loader of its own, so training
-// still starts at that batch).
+// alpha0 = c / std of each site's input on the first training batch (the loader is rewound, so training still starts
+// at that batch; a loader of its own would scan every shard a second time).
 void Trainer::calibrate_alphas() {
-  TokenLoader probe(loader_options(cfg_, cfg_.data.train, true, mesh_));
-  probe.next(tokens_.data());
+  train_loader_->next(tokens_.data());
+  train_loader_->reset();
   engine_->calibrate_alphas(tokens_.data(), cfg_.train.micro_batch, cfg_.train.seq_len, cfg_.model.alpha_calib_c);
   std::string alphas;
   for (float a : engine_->site_alphas()) alphas += fmt::format(" {:.4g}", a);
@@ -402,6 +402,11 @@ int train(const TrainOptions& opt) {
     return trainer.run();
   } catch (const InputError& e) {
     if (*e.what()) spdlog::error("{}: {}", process_label(), e.what());
+    return kExitBadInput;
+  } catch (const ShardError& e) {
+    // A shard changed under the run: bad input, found on one rank while the others may wait in a collective.
+    if (mpi_active()) abort_job(kExitBadInput, e.what());
+    spdlog::error("{}", e.what());
     return kExitBadInput;
   } catch (const std::exception& e) {
     // Other ranks may be waiting in a collective for this one: take the whole job down rather than leave them hanging.

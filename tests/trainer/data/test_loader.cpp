@@ -2,9 +2,14 @@
 // tells which shard and offset it came from; each row is checked against the shard contents and the window rules
 // (start a multiple of T, T+1 tokens, inside one shard). Orders are compared with a single-rank, batch-1 loader of
 // the same seed, which reads out the epoch's permutation one window at a time.
+#include <sys/resource.h>
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <numeric>
 #include <set>
 #include <stdexcept>
@@ -18,6 +23,7 @@ namespace dytrain {
 namespace {
 
 using testing::TempDir;
+namespace fs = std::filesystem;
 constexpr uint32_t kShardStride = 100000;
 
 // Shards of the given sizes (uint32 tokens) named data_000000.bin, ... in dir.
@@ -213,25 +219,123 @@ TEST(TokenLoader, RestoreRejectsStateOfOtherDataNamingTheKey) {
   expect_key("epoch", st);
 }
 
-TEST(TokenLoader, TokenAboveVocabNamesFileAndOffset) {
+// Runs fn, expects a std::runtime_error whose message holds every one of `parts`.
+template <class Fn>
+void expect_error(Fn fn, const std::vector<std::string>& parts) {
+  try {
+    fn();
+    ADD_FAILURE() << "no exception; expected one mentioning " << parts.front();
+  } catch (const std::runtime_error& e) {
+    for (const std::string& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+  }
+}
+
+// Bad ids far from the windows a first batch draws, one past the scan's first 1M-token chunk: the loader refuses to
+// open, naming the first bad token (file, index, byte offset = 1024-byte header + index x token bytes) and the
+// largest id of all shards, which is what vocab_size must exceed.
+TEST(TokenLoader, IdAboveVocabAnywhereFailsAtOpenNamingFileIndexAndByteOffset) {
   TempDir dir;
-  std::vector<uint32_t> tokens(64, 65);
-  tokens[37] = 300;
-  const std::string path = dir.file("bytes.bin");
-  write_shard(path, tokens, 2);
+  std::vector<uint32_t> narrow(1000, 65);
+  write_shard(dir.file("a_000000.bin"), narrow, 2);  // clean
+  std::vector<uint32_t> wide((1 << 20) + 5000, 66);
+  wide[(1 << 20) + 1234] = 300;
+  wide[(1 << 20) + 4000] = 700;
+  write_shard(dir.file("a_000001.bin"), wide, 4);
+  narrow[999] = 500;  // the last token: a uint16 shard after the bad one
+  write_shard(dir.file("a_000002.bin"), narrow, 2);
+  LoaderOptions o = options(dir, 1, 8, 0, false);
+  o.vocab_size = 256;
+  expect_error([&] { TokenLoader loader(o); },
+               {dir.file("a_000001.bin"), "token index 1049810", "byte offset 4200264", "id 300", "vocab_size is 256",
+                "largest id", "700", "at least 701", "tokenizer"});
+
+  // The same check with uint16 tokens, on a validation loader (fixed order): the first bad token of the first file.
+  TempDir val;
+  std::vector<uint32_t> tokens(5000, 65);
+  tokens[4321] = 256;
+  write_shard(val.file("val.bin"), tokens, 2);
+  LoaderOptions v = options(val, 2, 8, 0, false);
+  v.vocab_size = 256;
+  expect_error([&] { TokenLoader loader(v); },
+               {val.file("val.bin"), "token index 4321", "byte offset 9666", "id 256", "at least 257"});
+  v.vocab_size = 257;
+  EXPECT_NO_THROW(TokenLoader loader(v)) << "ids up to vocab_size - 1 are fine";
+}
+
+// A shard cut short after the loader opened it: the next batch throws naming the file and both sizes, where a
+// memory-mapped reader dies of SIGBUS.
+TEST(TokenLoader, ShardTruncatedAfterOpenIsAClearError) {
+  TempDir dir;
+  const std::string path = dir.file("data.bin");
+  write_shard(path, std::vector<uint32_t>(8192, 7), 2);
+  TokenLoader loader(options(dir, 2, 1000, 0, false));
+  std::vector<int32_t> batch(2 * 1001);
+  loader.next(batch.data());
+  fs::resize_file(path, 1024 + 4);  // the next windows, tokens [2000, 4001), lay in the file's second 4 KB page
+  expect_error([&] { loader.next(batch.data()); },
+               {path, "changed while the run was reading it", "17408 -> 1028 bytes", "--resume"});
+}
+
+// Rewritten in place with ids that are all valid: only the new modification time tells. Set explicitly, because a
+// rewrite within one tick of the kernel's file clock may keep the old one.
+TEST(TokenLoader, ShardRewrittenInPlaceIsAClearError) {
+  TempDir dir;
+  const std::string path = dir.file("data.bin");
+  write_shard(path, std::vector<uint32_t>(4096, 7), 2);
+  TokenLoader loader(options(dir, 1, 8, 0, false));
+  std::vector<int32_t> batch(9);
+  loader.next(batch.data());
+  const auto opened = fs::last_write_time(path);
+  {
+    std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(1024 + 2 * 10);
+    const uint16_t other = 8;
+    f.write(reinterpret_cast<const char*>(&other), 2);
+  }
+  fs::last_write_time(path, opened + std::chrono::seconds(1));
+  expect_error([&] { loader.next(batch.data()); },
+               {path, "changed while the run was reading it", "rewritten in place"});
+}
+
+// Rewritten in place with an id >= vocab_size and the old modification time put back: the window's range check
+// catches it, with the token's index and byte offset.
+TEST(TokenLoader, ShardRewrittenWithABadIdIsCaughtByTheWindowCheck) {
+  TempDir dir;
+  const std::string path = dir.file("data.bin");
+  write_shard(path, std::vector<uint32_t>(4096, 7), 2);
   LoaderOptions o = options(dir, 1, 8, 0, false);
   o.vocab_size = 256;
   TokenLoader loader(o);
-  std::vector<int32_t> batch(9);
-  try {
-    for (int i = 0; i < loader.batches_per_epoch(); ++i) loader.next(batch.data());
-    FAIL() << "token 300 passed a vocab of 256";
-  } catch (const std::runtime_error& e) {
-    const std::string msg = e.what();
-    for (const char* part : {"bytes.bin", "offset 37", "300", "vocab_size"}) {
-      EXPECT_NE(msg.find(part), std::string::npos) << msg;
-    }
+  const auto opened = fs::last_write_time(path);
+  {
+    std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(1024 + 2 * 3);
+    const uint16_t bad = 300;
+    f.write(reinterpret_cast<const char*>(&bad), 2);
   }
+  fs::last_write_time(path, opened);
+  std::vector<int32_t> batch(9);
+  expect_error([&] { loader.next(batch.data()); },
+               {path, "changed while the run was reading it", "token index 3", "byte offset 1030", "id 300"});
+}
+
+// A loader keeps every shard open: 300 shards open under a soft limit of 128 files, which it raises to the hard one.
+TEST(TokenLoader, OpensMoreShardsThanTheSoftOpenFileLimit) {
+  TempDir dir;
+  for (int s = 0; s < 300; ++s) write_shard(dir.file("s_" + std::to_string(1000 + s) + ".bin"), {1, 2, 3, 4, 5}, 2);
+  struct rlimit saved {};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  if (saved.rlim_max < 400) GTEST_SKIP() << "the hard limit on open files is " << saved.rlim_max;
+  struct rlimit low = saved;
+  low.rlim_cur = 128;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  LoaderOptions o = options(dir, 1, 2, 0, false);
+  o.vocab_size = 6;
+  EXPECT_NO_THROW({
+    TokenLoader loader(o);
+    EXPECT_EQ(loader.total_tokens(), 1500);
+  });
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
 }
 
 TEST(TokenLoader, TooLittleDataIsAClearError) {

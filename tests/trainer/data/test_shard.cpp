@@ -1,8 +1,13 @@
 // Shard format tests. Good files are checked against bytes decoded here independently of the reader (little-endian
 // header ints, then raw tokens); bad files are built byte by byte so each error path is hit on purpose, and every
 // error must name the file so a user knows which of thousands of shards is broken.
+#include <sys/resource.h>
+
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -141,6 +146,130 @@ TEST(Shard, Uint16RejectsLargeIdAndLeavesNoFile) {
   expect_error([&] { write_shard(path, {1, 2, 65536}, 2); }, {path, "65536", "offset 2"});
   EXPECT_FALSE(fs::exists(path));
   EXPECT_FALSE(fs::exists(path + ".tmp"));
+}
+
+// read() of ranges at every position, both widths: uint16 ids are widened in place inside the caller's buffer.
+TEST(Shard, ReadRangesMatchTheTokens) {
+  TempDir dir;
+  std::vector<uint32_t> tokens(3000);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = uint32_t(i * 7919 % 65536);
+  for (int width : {2, 4}) {
+    const std::string path = dir.file("r" + std::to_string(width) + ".bin");
+    write_shard(path, tokens, width);
+    const Shard shard(path);
+    for (int64_t first : {0, 1, 999, 2000}) {
+      for (int64_t n : {1, 2, 3, 257, 1000}) {
+        std::vector<uint32_t> got(size_t(n) + 1, 0xDEADBEEFu);
+        shard.read(first, n, got.data());
+        EXPECT_EQ(std::vector<uint32_t>(got.begin(), got.end() - 1),
+                  std::vector<uint32_t>(tokens.begin() + first, tokens.begin() + first + n))
+            << width << "-byte tokens [" << first << ", " << first + n << ")";
+        EXPECT_EQ(got.back(), 0xDEADBEEFu) << "nothing written past n";
+      }
+    }
+    EXPECT_THROW(shard.read(2999, 2, tokens.data()), std::out_of_range);
+  }
+}
+
+// The scan's max and first bad token, for bad ids at both ends and across the 1M-token chunks it reads in.
+TEST(Shard, ScanFindsTheMaxAndTheFirstIdAtOrAboveTheLimit) {
+  TempDir dir;
+  const int64_t n = (int64_t(1) << 21) + 3;  // two full chunks and three tokens
+  for (int width : {2, 4}) {
+    for (int64_t at : {int64_t(0), (int64_t(1) << 20) - 1, int64_t(1) << 20, n - 1}) {
+      const uint32_t largest = width == 2 ? 65535u : 0xFFFFFFFFu;
+      std::vector<uint32_t> tokens(size_t(n), 100);
+      tokens[size_t(at)] = largest;
+      if (at + 1 < n) tokens[size_t(at + 1)] = 1000;  // a later bad id, not the first
+      const std::string path = dir.file("s.bin");
+      write_shard(path, tokens, width);
+      const Shard shard(path);
+      const IdScan scan = shard.scan_ids(1000);
+      EXPECT_EQ(scan.max_id, largest);
+      EXPECT_EQ(scan.first_bad, at) << width << "-byte tokens";
+      EXPECT_EQ(scan.first_bad_id, largest);
+      EXPECT_EQ(shard.byte_offset(at), 1024 + at * width);
+      EXPECT_EQ(shard.scan_ids(1001).first_bad, at);
+      EXPECT_EQ(shard.scan_ids(0xFFFFFFFFu).first_bad, width == 2 ? -1 : at) << "limit above every uint16 id";
+      EXPECT_EQ(shard.scan_ids(0xFFFFFFFFu).max_id, largest);
+    }
+  }
+}
+
+// After open, a truncated shard fails every read with an error naming the file (a memory-mapped one raises SIGBUS),
+// and so does one that grew.
+TEST(Shard, ReadsAfterTheFileChangedThrowNamingIt) {
+  TempDir dir;
+  const std::string path = dir.file("t.bin");
+  write_shard(path, std::vector<uint32_t>(10000, 3), 2);
+  const Shard shard(path);
+  EXPECT_EQ(shard[9999], 3u);
+  fs::resize_file(path, 1024 + 2 * 10);
+  expect_error([&] { (void)shard[5]; }, {path, "changed while the run was reading it", "21024 -> 1044 bytes"});
+  expect_error([&] { (void)shard[9999]; }, {path, "changed"});
+  expect_error([&] { shard.scan_ids(10); }, {path, "changed"});
+  fs::resize_file(path, 1024 + 2 * 20000);
+  expect_error([&] { (void)shard[5]; }, {path, "21024 -> 41024 bytes"});
+}
+
+// Every open shard holds a descriptor: past the limit on open files, the error says so and what to do.
+TEST(Shard, OpeningPastTheOpenFileLimitSaysWhatToDo) {
+  TempDir dir;
+  const std::string path = dir.file("f.bin");
+  write_shard(path, {1, 2, 3}, 2);
+  struct rlimit saved {};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  struct rlimit low = saved;
+  low.rlim_cur = 32;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<Shard> open;
+  try {
+    for (int i = 0; i < 40; ++i) open.emplace_back(path);
+    ADD_FAILURE() << "40 shards opened under a limit of 32 files";
+  } catch (const ShardError& e) {
+    for (const char* part : {"f.bin", "open files", "ulimit -n", "fewer, larger shards"})
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+  }
+  open.clear();
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+}
+
+// Not a test of speed (timed assertions fail on busy machines): it prints what scanning and a window read cost, the
+// figures quoted in shard.cpp. 32M tokens per width; the file was just written, so it is read from the page cache.
+TEST(Shard, ScanCostPerHundredMillionTokens) {
+  TempDir dir;
+  const int64_t n = int64_t(1) << 25;
+  std::vector<uint32_t> tokens(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) tokens[size_t(i)] = uint32_t(i % 50000);
+  for (int width : {2, 4}) {
+    const std::string path = dir.file("cost.bin");
+    write_shard(path, tokens, width);
+    const Shard shard(path);
+    double best_s = 1e9;
+    for (int rep = 0; rep < 3; ++rep) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const IdScan scan = shard.scan_ids(50000);
+      best_s = std::min(best_s, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      EXPECT_EQ(scan.max_id, 49999u);
+      EXPECT_EQ(scan.first_bad, -1);
+    }
+    std::printf("scan of %d-byte tokens: %.1f ms per 100M tokens (%.2f GB/s, page cache, best of 3)\n", width,
+                best_s * 1e3 * 1e8 / double(n), double(n) * width / best_s / 1e9);
+
+    // What the loader pays per window: one read of T+1 = 1025 tokens (pread, fstat, widening), at random places.
+    std::vector<uint32_t> window(1025);
+    const int reads = 20000;
+    uint64_t sum = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int r = 0; r < reads; ++r) {
+      shard.read(int64_t(uint64_t(r) * 2654435761u % uint64_t(n - 1025)), 1025, window.data());
+      sum += window[0];
+    }
+    const double per_read_us =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1e6 / reads;
+    EXPECT_LT(sum, uint64_t(reads) * 50000);
+    std::printf("read of a 1025-token window of %d-byte tokens: %.2f us\n", width, per_read_us);
+  }
 }
 
 TEST(ShardWriter, SplitsAtMaxTokensAndKeepsOrder) {
