@@ -207,10 +207,11 @@ TEST_F(RunnerTest, HostileNamesWriteNothingOutsideTheSweepDirectory) {
     o.sweep_dir.clear();
     EXPECT_THROW(run_sweep(by_name, o), ConfigError) << name;
     EXPECT_THROW(write_slurm_script(by_name, o), ConfigError) << name;
-    SweepSpec by_point = good;  // a point folder inside an explicit --dir
+    SweepSpec by_point = good;  // a point folder inside an explicit --dir, deep enough that escapes stay in dir_
     by_point.points[0].name = name;
-    EXPECT_THROW(run_sweep(by_point, opt_), ConfigError) << name;
-    EXPECT_THROW(write_slurm_script(by_point, opt_), ConfigError) << name;
+    o.sweep_dir = dir_.file("cwd/runs/t");
+    EXPECT_THROW(run_sweep(by_point, o), ConfigError) << name;
+    EXPECT_THROW(write_slurm_script(by_point, o), ConfigError) << name;
   }
   fs::current_path(old_cwd);
   EXPECT_EQ(tree(dir_.path()), before);
