@@ -148,10 +148,10 @@ TEST_F(RunnerTest, HugeLrDivergesAndTheSweepGoesOn) {
 
 TEST_F(RunnerTest, WatchStopsARunningChild) {
   // A negative margin makes every post-warmup line count as diverged: the runner must stop a child that would
-  // otherwise train 5000 steps.
-  const SweepSpec s =
-      spec("divergence: {margin_nats: -100, after_step: 2}\nset: {train.max_steps: 5000, train.log_every: 1}\n"
-           "grid: {seed: 3}\n");
+  // otherwise train 5000 steps. A spec cannot say that (margins are > 0), so the loaded spec is changed here.
+  SweepSpec s =
+      spec("divergence: {after_step: 2}\nset: {train.max_steps: 5000, train.log_every: 1}\ngrid: {seed: 3}\n");
+  s.divergence.margin_nats = -100;
   const auto [rc, text] = run(s);
   EXPECT_EQ(rc, 0) << text;
   const auto st = read_point_status(opt_.sweep_dir + "/s3");
