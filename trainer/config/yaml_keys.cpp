@@ -28,7 +28,9 @@ std::string key_text(const YAML::Node& key) {
   return e.c_str();
 }
 
-std::string child_path(const std::string& path, const std::string& key) { return path.empty() ? key : path + "." + key; }
+std::string child_path(const std::string& path, const std::string& key) {
+  return path.empty() ? key : path + "." + key;
+}
 
 class Walk {
  public:

@@ -77,8 +77,9 @@ struct SweepSpec {
 };
 
 // Reads and expands a spec. Throws ConfigError naming the file and key for anything malformed (numbers out of range,
-// a name that is no plain folder name, a key given twice), and for two points with the same name. Each point's overrides are checked against the base config with load_config, so a bad value
-// (width not divisible by head_dim, unknown key in set:) fails here, before any run starts.
+// a name that is no plain folder name, a key given twice), and for two points with the same name. Each point's
+// overrides are checked against the base config with load_config, so a bad value (width not divisible by head_dim,
+// unknown key in set:) fails here, before any run starts.
 SweepSpec load_sweep_spec(const std::string& path);
 
 // The directory name of a point (see the header comment).

@@ -68,7 +68,8 @@ TEST(YamlKeys, ConfigFileWithAKeyTwiceIsRejected) {
 
 TEST(YamlKeys, IncludedBaseWithAKeyTwiceIsRejected) {
   TempDir dir;
-  const std::string base = dir.write("base.yaml", std::string(kValidYaml) + "optim: {lr: 0.1, warmup_steps: 2, lr: 1}\n");
+  const std::string base =
+      dir.write("base.yaml", std::string(kValidYaml) + "optim: {lr: 0.1, warmup_steps: 2, lr: 1}\n");
   const std::string top = dir.write("top.yaml", "include: base.yaml\noptim: {min_lr: 0}\n");
   expect_config_error([&] { load_config(top); }, {"base.yaml:11: key 'optim.lr' is given twice (first at line 11)"});
   // Two include keys would apply both lists: one key with a list of files is the way to say that.

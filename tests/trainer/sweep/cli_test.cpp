@@ -40,7 +40,8 @@ class SweepCliTest : public ::testing::Test {
   void expect_bad_input(const std::string& args, const std::vector<std::string>& pieces) {
     const Result r = dytrain(args);
     EXPECT_EQ(r.rc, kExitBadInput) << args << "\n" << r.output;
-    for (const auto& p : pieces) EXPECT_NE(r.output.find(p), std::string::npos) << args << ": " << p << "\n" << r.output;
+    for (const auto& p : pieces)
+      EXPECT_NE(r.output.find(p), std::string::npos) << args << ": " << p << "\n" << r.output;
   }
 
   testing::TempDir dir_;
@@ -66,7 +67,8 @@ TEST_F(SweepCliTest, NumbersOnTheCommandLineAreReadWholeAndInRange) {
 
 TEST_F(SweepCliTest, DirMustBeADirectory) {
   const std::string file = dir_.write("a_file", "x");
-  expect_bad_input("sweep run " + spec_ + " --dry-run --dir " + file, {"--dir " + file + " exists and is not a directory"});
+  expect_bad_input("sweep run " + spec_ + " --dry-run --dir " + file,
+                   {"--dir " + file + " exists and is not a directory"});
   expect_bad_input("sweep run " + spec_ + " --dry-run --dir ''", {"--dir needs a directory"});
 }
 
@@ -81,8 +83,10 @@ TEST_F(SweepCliTest, BadSpecsAreBadInput) {
 }
 
 TEST_F(SweepCliTest, AlphaFitWithAKeyTwiceOrNoNumbersIsBadInput) {
-  const std::string twice = dir_.write("twice.yaml", "attn: {a: 1, b: -0.5}\nffn: {a: 1, b: -0.5}\nattn: {a: 2, b: 0}\n");
-  expect_bad_input("sweep recommend " + twice + " --width 64", {twice + ":3: key 'attn' is given twice (first at line 1)"});
+  const std::string twice =
+      dir_.write("twice.yaml", "attn: {a: 1, b: -0.5}\nffn: {a: 1, b: -0.5}\nattn: {a: 2, b: 0}\n");
+  expect_bad_input("sweep recommend " + twice + " --width 64",
+                   {twice + ":3: key 'attn' is given twice (first at line 1)"});
   const std::string nan = dir_.write("nan.yaml", "attn: {a: .nan, b: -0.5}\nffn: {a: 1, b: -0.5}\n");
   expect_bad_input("sweep recommend " + nan + " --width 64", {nan + ": attn: a = nan and b = -0.5 must be finite"});
 }

@@ -224,8 +224,8 @@ TEST_F(RunnerTest, StatusFileWithAKeyTwiceIsAnError) {
     read_point_status(dir_.file("p"));
     ADD_FAILURE() << "a status.yaml with a key twice must not be read";
   } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find(dir_.file("p/status.yaml") + ":3: key 'status' is given twice (first at line 1)"),
-              std::string::npos)
+    const std::string expected = dir_.file("p/status.yaml") + ":3: key 'status' is given twice (first at line 1)";
+    EXPECT_NE(std::string(e.what()).find(expected), std::string::npos)
         << e.what();
   }
 }
