@@ -10,6 +10,7 @@
 #include "trainer/checkpoint/atomic_file.h"
 #include "trainer/checkpoint/hf_config.h"
 #include "trainer/checkpoint/safetensors.h"
+#include "trainer/config/yaml_keys.h"
 
 namespace dytrain {
 namespace fs = std::filesystem;
@@ -169,6 +170,7 @@ YAML::Node load_checkpoint(float* params, float* exp_avg, float* exp_avg_sq, con
     throw CheckpointError(fmt::format("{}: not valid YAML ({}); the checkpoint is damaged: resume from another one",
                                       state_path, e.what()));
   }
+  if (const std::string dup = duplicate_key_error(state, state_path); !dup.empty()) throw CheckpointError(dup);
 
   read_all(params, model, table, "");
   if (exp_avg) read_all(exp_avg, *moments, table, "exp_avg.");

@@ -6,8 +6,10 @@
 // - Files are applied to the Config one after another in include order instead of being merged as YAML trees.
 //   Every leaf of the schema is a scalar, so this is exactly a deep merge by key, and each value remembers the
 //   file:line (or "--set") that set it: validation errors point at the line that holds the bad value.
-// - Numbers are parsed with std::from_chars (locale-independent, the whole text must match) and written in fmt's
-//   shortest round-trip form, so to_yaml -> load_config reproduces every double bit for bit.
+// - Numbers are parsed with parse_number (std::from_chars: locale-independent, the whole text must match) and
+//   written in fmt's shortest round-trip form, so to_yaml -> load_config reproduces every double bit for bit.
+// - A key given twice in one map is an error (require_unique_keys): yaml-cpp keeps both pairs, and which one wins
+//   would depend on the reader.
 // - to_yaml is written by hand rather than by yaml-cpp's emitter, so its text, and config_hash with it, does not
 //   change with the yaml-cpp version of the host (0.7 on Debian, 0.8 on the GPU hosts).
 #include "trainer/config/config.h"
@@ -15,7 +17,6 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -26,6 +27,8 @@
 #include <fmt/format.h>
 
 #include "trainer/config/config_validate.h"
+#include "trainer/config/parse_number.h"
+#include "trainer/config/yaml_keys.h"
 
 namespace dytrain {
 namespace {
@@ -180,15 +183,6 @@ std::string describe(const RawValue& v) {
   throw ConfigError(fmt::format("{}: {}: {}", where, key, what));
 }
 
-template <class T>
-bool parse_number(const std::string& text, T* out) {
-  const char* begin = text.data();
-  const char* end = text.data() + text.size();
-  if (begin != end && *begin == '+') ++begin;  // YAML allows a leading '+', from_chars does not
-  const auto [ptr, ec] = std::from_chars(begin, end, *out);
-  return ec == std::errc() && ptr == end && begin != end;
-}
-
 // Parses `v` into the field; the messages say which type the key takes.
 struct Assign {
   const RawValue& v;
@@ -326,12 +320,15 @@ class Loader {
     std::stringstream text;
     text << in.rdbuf();
     if (!in) throw ConfigError(fmt::format("{}: cannot read the file", path.string()));
+    YAML::Node root;
     try {
-      return YAML::Load(text.str());
+      root = YAML::Load(text.str());
     } catch (const YAML::Exception& e) {
       throw ConfigError(fmt::format("{}:{}:{}: YAML syntax error: {}", path.string(), e.mark.line + 1,
                                     e.mark.column + 1, e.msg));
     }
+    require_unique_keys(root, path.string());
+    return root;
   }
 
   static std::string where(const fs::path& file, const YAML::Node& node) {

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "trainer/config/yaml_keys.h"
+
 namespace dytrain {
 namespace {
 
@@ -83,6 +85,8 @@ void write_manifest(const std::string& path, const Manifest& m) {
 Manifest read_manifest(const std::string& path) {
   try {
     const YAML::Node n = YAML::LoadFile(path);
+    if (const std::string dup = duplicate_key_error(n, path); !dup.empty())
+      throw std::runtime_error("manifest " + dup + "; re-run `dytrain data prepare RECIPE.yaml --force`");
     Manifest m;
     m.recipe = n["recipe"].as<std::string>();
     m.recipe_file = n["recipe_file"].as<std::string>();

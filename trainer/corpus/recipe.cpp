@@ -10,6 +10,7 @@
 
 #include "trainer/corpus/bible_kjv.h"
 #include "trainer/corpus/janeaustenr.h"
+#include "trainer/config/yaml_keys.h"
 
 namespace dytrain {
 namespace {
@@ -134,6 +135,8 @@ class RecipeReader {
     } catch (const YAML::Exception& e) {
       throw std::runtime_error("data recipe " + path_ + " is not valid YAML: " + e.what());
     }
+    if (const std::string dup = duplicate_key_error(root, path_); !dup.empty())
+      throw std::runtime_error("data recipe " + dup);
     check_keys(root, "", {"name", "sources", "validation", "tokenizer", "output", "shard_tokens"});
     DataRecipe r;
     r.path = path_;

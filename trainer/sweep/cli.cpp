@@ -1,11 +1,11 @@
 #include "trainer/sweep/cli.h"
 
 #include <algorithm>
+#include <climits>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
-#include <optional>
 
+#include "trainer/cli_args.h"
 #include "trainer/config/config.h"
 #include "trainer/sweep/fit.h"
 #include "trainer/sweep/monitor.h"
@@ -33,12 +33,16 @@ int usage_error(const std::string& what) {
   return kExitBadInput;
 }
 
-// A positive number from a flag's value, or nullopt.
-std::optional<double> positive(const std::string& text) {
-  char* end = nullptr;
-  const double v = std::strtod(text.c_str(), &end);
-  if (end == text.c_str() || *end != '\0' || !(v > 0)) return std::nullopt;
-  return v;
+// The longest --interval: a day. Longer ones would overflow the sleep's nanoseconds and show nothing anyway.
+constexpr double kMaxIntervalS = 86400;
+
+// --dir: a folder to create or reuse. Empty would silently mean the default; an existing file cannot hold points.
+std::string check_dir_flag(const std::string& dir) {
+  if (dir.empty()) return "--dir needs a directory";
+  std::error_code ec;
+  if (std::filesystem::exists(dir, ec) && !std::filesystem::is_directory(dir, ec))
+    return "--dir " + dir + " exists and is not a directory";
+  return "";
 }
 
 // Walks args: flags with a value call on_value(flag, value), bare flags on_flag(flag), others go to positional.
@@ -74,15 +78,17 @@ int cmd_run(const std::vector<std::string>& args) {
   const std::string err = parse(
       args, {"--dir", "--mode", "--point", "--set", "--exe"}, &pos,
       [&](const std::string& f, const std::string& v) -> std::string {
-        if (f == "--dir") opt.sweep_dir = v;
+        if (f == "--dir") {
+          opt.sweep_dir = v;
+          return check_dir_flag(v);
+        }
         if (f == "--mode") opt.mode = v;
         if (f == "--set") opt.extra_overrides.push_back(v);
         if (f == "--exe") opt.exe = v;
         if (f == "--point") {
-          char* end = nullptr;
-          const long i = std::strtol(v.c_str(), &end, 10);
-          if (end == v.c_str() || *end != '\0' || i < 0) return "--point needs a point index (0, 1, ...)";
-          opt.only_point = int(i);
+          int i = 0;  // its upper bound, the spec's point count, is checked by run_sweep
+          if (std::string e = parse_int_flag(f, v, 0, INT_MAX, &i); !e.empty()) return e;
+          opt.only_point = i;
         }
         return "";
       },
@@ -120,12 +126,7 @@ int cmd_report(const std::vector<std::string>& args) {
   std::vector<std::string> pos;
   const std::string err = parse(
       args, {"--smooth"}, &pos,
-      [&](const std::string&, const std::string& v) -> std::string {
-        const auto k = positive(v);
-        if (!k || *k != int(*k)) return "--smooth needs a positive integer";
-        opt.smooth_k = int(*k);
-        return "";
-      },
+      [&](const std::string& f, const std::string& v) { return parse_int_flag(f, v, 1, INT_MAX, &opt.smooth_k); },
       [&](const std::string& f) {
         if (f != "--no-plots") return false;
         opt.plots = false;
@@ -136,6 +137,9 @@ int cmd_report(const std::vector<std::string>& args) {
   opt.sweep_dir = pos[0];
   try {
     return sweep_report(opt);
+  } catch (const ConfigError& e) {  // a point's config.yaml that does not load (edited by hand)
+    std::fprintf(stderr, "dytrain sweep report: %s\n", e.what());
+    return kExitBadInput;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dytrain sweep report: %s\n", e.what());
     return kExitError;
@@ -143,20 +147,17 @@ int cmd_report(const std::vector<std::string>& args) {
 }
 
 int cmd_recommend(const std::vector<std::string>& args) {
-  std::optional<double> width;
+  int width = 0;
   std::vector<std::string> pos;
   const std::string err = parse(
       args, {"--width"}, &pos,
-      [&](const std::string&, const std::string& v) -> std::string {
-        width = positive(v);
-        return width && *width == int(*width) ? "" : "--width needs a positive integer";
-      },
+      [&](const std::string& f, const std::string& v) { return parse_int_flag(f, v, 1, INT_MAX, &width); },
       [](const std::string&) { return false; });
   if (!err.empty()) return usage_error(err);
-  if (pos.size() != 1 || !width) return usage_error("sweep recommend needs ALPHA_FIT.yaml and --width W");
+  if (pos.size() != 1 || width == 0) return usage_error("sweep recommend needs ALPHA_FIT.yaml and --width W");
   try {
     const AlphaFit fit = read_alpha_fit(pos[0]);
-    std::printf("%s\n", recommend_flags(recommend_alpha(fit, int(*width))).c_str());
+    std::printf("%s\n", recommend_flags(recommend_alpha(fit, width)).c_str());
     if (!fit.note.empty()) std::fprintf(stderr, "note from the fit: %s\n", fit.note.c_str());
     return kExitOk;
   } catch (const std::exception& e) {
@@ -181,11 +182,8 @@ int monitor_main(const std::vector<std::string>& args) {
   std::vector<std::string> pos;
   const std::string err = parse(
       args, {"--interval"}, &pos,
-      [&](const std::string&, const std::string& v) -> std::string {
-        const auto s = positive(v);
-        if (!s) return "--interval needs a positive number of seconds";
-        opt.interval_s = *s;
-        return "";
+      [&](const std::string& f, const std::string& v) {
+        return parse_positive_flag(f, v, kMaxIntervalS, &opt.interval_s);
       },
       [&](const std::string& f) {
         if (f != "--once") return false;

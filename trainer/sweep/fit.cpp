@@ -10,6 +10,8 @@
 #include <fmt/ranges.h>
 #include <yaml-cpp/yaml.h>
 
+#include "trainer/config/yaml_keys.h"
+
 namespace dytrain {
 
 PowerLawFit fit_power_law(const std::vector<double>& x, const std::vector<double>& y) {
@@ -96,6 +98,7 @@ AlphaFit read_alpha_fit(const std::string& path) {
                                          "as <sweep>/report/alpha_fit.yaml",
                                          path, e.what()));
   }
+  require_unique_keys(root, path);
   auto law = [&](const char* name) {
     const YAML::Node n = root[name];
     if (!n || !n["a"] || !n["b"])
@@ -105,6 +108,11 @@ AlphaFit read_alpha_fit(const std::string& path) {
     f.a = n["a"].as<double>();
     f.b = n["b"].as<double>();
     f.r2 = n["r2"] ? n["r2"].as<double>() : 0.0;
+    // alpha0 = a * width^b: a nan, an inf or a <= 0 would be printed as --set flags that every run then rejects.
+    if (!(f.a > 0) || !std::isfinite(f.a) || !std::isfinite(f.b))
+      throw std::runtime_error(fmt::format("{}: {}: a = {} and b = {} must be finite, with a > 0; rerun dytrain sweep "
+                                           "report to write the fit again",
+                                           path, name, f.a, f.b));
     return f;
   };
   AlphaFit fit;

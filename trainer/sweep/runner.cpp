@@ -140,6 +140,7 @@ PointStatus status_of(const ChildResult& r, double elapsed_s) {
 }  // namespace
 
 std::string sweep_dir_of(const SweepSpec& spec, const RunnerOptions& opt) {
+  if (opt.sweep_dir.empty()) check_sweep_names(spec);  // runs/<name> must stay inside runs/
   return fs::absolute(opt.sweep_dir.empty() ? fs::path("runs") / spec.name : fs::path(opt.sweep_dir))
       .lexically_normal()
       .string();
@@ -165,6 +166,7 @@ std::vector<std::string> point_command(const SweepSpec& spec, const SweepPoint& 
 }
 
 int run_sweep(const SweepSpec& spec, const RunnerOptions& opt) {
+  check_sweep_names(spec);  // before anything is written: every point directory lies directly in the sweep folder
   const std::string mode = opt.mode.empty() ? spec.launch.mode : opt.mode;
   if (mode != "local" && mode != "mpirun") {
     std::fprintf(stderr, "dytrain sweep run: mode '%s' runs nothing here; use local or mpirun (slurm: dytrain sweep "

@@ -38,10 +38,12 @@ std::vector<std::string> point_command(const SweepSpec& spec, const SweepPoint& 
                                        const std::string& mode, bool resume);
 
 // Runs the sweep. Returns 0 when every point is done or diverged, kExitError when some failed, kExitInterrupted
-// when stopped by a signal, kExitBadInput for a bad option (message printed).
+// when stopped by a signal, kExitBadInput for a bad option (message printed). Throws ConfigError, before writing
+// anything, when the sweep's or a point's name is no plain folder name (check_sweep_names).
 int run_sweep(const SweepSpec& spec, const RunnerOptions& opt);
 
-// The resolved sweep directory and dytrain binary of `opt` (defaults filled in, absolute).
+// The resolved sweep directory and dytrain binary of `opt` (defaults filled in, absolute). sweep_dir_of throws
+// ConfigError when the default runs/<name> would not be a folder inside runs/.
 std::string sweep_dir_of(const SweepSpec& spec, const RunnerOptions& opt);
 std::string exe_of(const RunnerOptions& opt);
 

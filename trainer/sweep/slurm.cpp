@@ -8,6 +8,7 @@
 #include "trainer/checkpoint/atomic_file.h"
 #include "trainer/config/config.h"
 #include "trainer/sweep/status.h"
+#include "trainer/sweep/text.h"
 
 namespace dytrain {
 namespace {
@@ -50,16 +51,19 @@ std::string slurm_script_text(const SweepSpec& spec, const RunnerOptions& opt, c
   if (l.gpus_per_task > 0) s << "#SBATCH --gpus-per-task=" << l.gpus_per_task << "\n";
   if (l.cpus_per_task > 0) s << "#SBATCH --cpus-per-task=" << l.cpus_per_task << "\n";
   for (const auto& x : l.sbatch) s << "#SBATCH " << x << "\n";
+  // Paths and overrides are quoted for the shell: a quote or a space in one of them stays part of it.
   s << "set -euo pipefail\n"
-    << "cd '" << cwd << "'\n"
-    << "exec '" << exe_of(opt) << "' sweep run '" << fs::absolute(spec.path).string() << "' --dir '"
-    << sweep_dir_of(spec, opt) << "' --point \"$SLURM_ARRAY_TASK_ID\" --mode " << (l.np > 1 ? "mpirun" : "local");
-  for (const auto& o : opt.extra_overrides) s << " --set '" << o << "'";
+    << "cd " << shell_quote(cwd) << "\n"
+    << "exec " << shell_quote(exe_of(opt)) << " sweep run " << shell_quote(fs::absolute(spec.path).string())
+    << " --dir " << shell_quote(sweep_dir_of(spec, opt)) << " --point \"$SLURM_ARRAY_TASK_ID\" --mode "
+    << (l.np > 1 ? "mpirun" : "local");
+  for (const auto& o : opt.extra_overrides) s << " --set " << shell_quote(o);
   s << "\n";
   return s.str();
 }
 
 std::string write_slurm_script(const SweepSpec& spec, const RunnerOptions& opt) {
+  check_sweep_names(spec);
   const fs::path dir = fs::path(sweep_dir_of(spec, opt)) / "slurm";
   fs::create_directories(dir);
   std::ostringstream list;

@@ -1,7 +1,9 @@
 // Reading a sweep spec and expanding its grid / points list (spec.h). Every error names the spec file, the line and
-// the key, and says what is allowed.
+// the key, and says what is allowed. Numbers are read with parse_number, as the config loader reads them, so a value
+// means the same in a spec as in a config ("012" is twelve, ".nan" is no number).
 #include "trainer/sweep/spec.h"
 
+#include <climits>
 #include <cmath>
 #include <filesystem>
 #include <set>
@@ -10,6 +12,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include "trainer/config/config.h"
+#include "trainer/config/parse_number.h"
+#include "trainer/config/yaml_keys.h"
 
 namespace dytrain {
 namespace {
@@ -38,10 +42,37 @@ class SpecReader {
     }
   }
 
-  int positive_int(const YAML::Node& n, const std::string& key) const {
-    const int v = get<int>(n, key, "a positive integer");
-    if (v <= 0) fail(n, key, fmt::format("expected a positive integer, got {}", v));
+  template <typename Int>
+  Int integer(const YAML::Node& n, const std::string& key, Int min, Int max) const {
+    Int v{};
+    if (!n.IsScalar() || !parse_number(n.Scalar(), &v) || v < min || v > max)
+      fail(n, key, fmt::format("expected an integer from {} to {}, got {}", min, max, shown(n)));
     return v;
+  }
+
+  int positive_int(const YAML::Node& n, const std::string& key) const { return integer(n, key, 1, INT_MAX); }
+
+  // A finite number > 0 and below `below` (exclusive) when given.
+  double positive_number(const YAML::Node& n, const std::string& key, std::optional<double> below = {}) const {
+    double v = 0;
+    if (!n.IsScalar() || !parse_number(n.Scalar(), &v) || !std::isfinite(v) || !(v > 0) || (below && !(v < *below)))
+      fail(n, key, below ? fmt::format("expected a number greater than 0 and less than {}, got {}", *below, shown(n))
+                         : fmt::format("expected a finite number greater than 0, got {}", shown(n)));
+    return v;
+  }
+
+  // A string without control characters: launch strings end up in lines of the Slurm script, where a newline
+  // would start a command of its own.
+  std::string text(const YAML::Node& n, const std::string& key, const char* expected) const {
+    const std::string v = get<std::string>(n, key, expected);
+    for (const char c : v)
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+        fail(n, key, "control characters (newline, tab, ...) are not allowed here");
+    return v;
+  }
+
+  static std::string shown(const YAML::Node& n) {
+    return n.IsScalar() ? "'" + n.Scalar() + "'" : n.IsMap() ? "a map" : n.IsSequence() ? "a list" : "nothing";
   }
 
   // A scalar or a list of scalars, as a list.
@@ -60,10 +91,11 @@ class SpecReader {
       if (s != "dyt" && s != "rmsnorm") fail(v, key, fmt::format("expected dyt or rmsnorm, got '{}'", s));
       axes->norm = s;
     } else if (key == "seed") {
-      axes->seed = get<long long>(v, key, "an integer seed");
+      axes->seed = integer<long long>(v, key, 0, LLONG_MAX);
     } else {
-      const double x = get<double>(v, key, "a number");
-      if (!(x > 0) || !std::isfinite(x)) fail(v, key, fmt::format("expected a positive number, got {}", v.Scalar()));
+      // The config's range checks run on every point below (load_config); beta2 < 1 is checked here too so the
+      // message carries the spec's line.
+      const double x = positive_number(v, key, key == "beta2" ? std::optional<double>(1.0) : std::nullopt);
       if (key == "alpha_attn") axes->alpha_attn = x;
       if (key == "alpha_ffn") axes->alpha_ffn = x;
       if (key == "alpha_final") axes->alpha_final = x;
@@ -125,6 +157,9 @@ std::vector<std::string> width_overrides(const SweepSpec& spec, const Config& ba
   if (!explicit_shape.n_kv_heads && n_heads % rule.kv_group != 0)
     throw ConfigError(fmt::format("{}: width_rule.kv_group: {} does not divide the {} heads of width {}", spec.path,
                                   rule.kv_group, n_heads, width));
+  if (rule.ffn_mult && !(*rule.ffn_mult * width < INT_MAX))
+    throw ConfigError(fmt::format("{}: width_rule.ffn_mult: {} x width {} is too large for model.ffn_dim", spec.path,
+                                  *rule.ffn_mult, width));
   int ffn_dim = rule.ffn_mult ? int(std::lround(*rule.ffn_mult * width)) : 0;
   ffn_dim = explicit_shape.ffn_dim.value_or(ffn_dim);
   return {set_flag("model.dim", std::to_string(width)), set_flag("model.n_layers", std::to_string(n_layers)),
@@ -159,23 +194,23 @@ void read_launch(const SpecReader& r, const YAML::Node& n, LaunchSpec* l) {
                {"mode", "np", "mpirun", "mpirun_args", "max_parallel", "partition", "time", "gpus_per_task",
                 "cpus_per_task", "sbatch"});
   if (n["mode"]) {
-    l->mode = r.get<std::string>(n["mode"], "launch.mode", "local, mpirun or slurm");
+    l->mode = r.text(n["mode"], "launch.mode", "local, mpirun or slurm");
     if (l->mode != "local" && l->mode != "mpirun" && l->mode != "slurm")
       r.fail(n["mode"], "launch.mode", fmt::format("expected local, mpirun or slurm, got '{}'", l->mode));
   }
   if (n["np"]) l->np = r.positive_int(n["np"], "launch.np");
-  if (n["mpirun"]) l->mpirun = r.get<std::string>(n["mpirun"], "launch.mpirun", "a command");
+  if (n["mpirun"]) l->mpirun = r.text(n["mpirun"], "launch.mpirun", "a command");
   if (n["mpirun_args"])
     for (const auto& v : r.values(n["mpirun_args"], "launch.mpirun_args"))
-      l->mpirun_args.push_back(r.get<std::string>(v, "launch.mpirun_args", "a string"));
+      l->mpirun_args.push_back(r.text(v, "launch.mpirun_args", "a string"));
   if (n["max_parallel"]) l->max_parallel = r.positive_int(n["max_parallel"], "launch.max_parallel");
-  if (n["partition"]) l->partition = r.get<std::string>(n["partition"], "launch.partition", "a partition name");
-  if (n["time"]) l->time = r.get<std::string>(n["time"], "launch.time", "a Slurm time limit like 04:00:00");
+  if (n["partition"]) l->partition = r.text(n["partition"], "launch.partition", "a partition name");
+  if (n["time"]) l->time = r.text(n["time"], "launch.time", "a Slurm time limit like 04:00:00");
   if (n["gpus_per_task"]) l->gpus_per_task = r.positive_int(n["gpus_per_task"], "launch.gpus_per_task");
   if (n["cpus_per_task"]) l->cpus_per_task = r.positive_int(n["cpus_per_task"], "launch.cpus_per_task");
   if (n["sbatch"])
     for (const auto& v : r.values(n["sbatch"], "launch.sbatch"))
-      l->sbatch.push_back(r.get<std::string>(v, "launch.sbatch", "an sbatch option like --account=abc"));
+      l->sbatch.push_back(r.text(v, "launch.sbatch", "an sbatch option like --account=abc"));
 }
 
 void read_width_rule(const SpecReader& r, const YAML::Node& n, WidthRule* w) {
@@ -183,10 +218,7 @@ void read_width_rule(const SpecReader& r, const YAML::Node& n, WidthRule* w) {
   if (n["n_layers"]) w->n_layers = r.positive_int(n["n_layers"], "width_rule.n_layers");
   if (n["head_dim"]) w->head_dim = r.positive_int(n["head_dim"], "width_rule.head_dim");
   if (n["kv_group"]) w->kv_group = r.positive_int(n["kv_group"], "width_rule.kv_group");
-  if (n["ffn_mult"]) {
-    w->ffn_mult = r.get<double>(n["ffn_mult"], "width_rule.ffn_mult", "a number");
-    if (!(*w->ffn_mult > 0)) r.fail(n["ffn_mult"], "width_rule.ffn_mult", "expected a positive number");
-  }
+  if (n["ffn_mult"]) w->ffn_mult = r.positive_number(n["ffn_mult"], "width_rule.ffn_mult");
 }
 
 void read_per_width(const SpecReader& r, const YAML::Node& n, std::map<int, WidthShape>* out) {
@@ -206,6 +238,26 @@ void read_per_width(const SpecReader& r, const YAML::Node& n, std::map<int, Widt
 }  // namespace
 
 std::string format_number(double x) { return fmt::format("{}", x); }
+
+std::string dir_name_problem(const std::string& name) {
+  if (name.empty()) return "a folder name cannot be empty";
+  if (name.size() > 255) return fmt::format("a folder name has at most 255 bytes, this one {}", name.size());
+  if (name.find('/') != std::string::npos) return fmt::format("'{}' contains '/': give one plain folder name", name);
+  if (name.find("..") != std::string::npos) return fmt::format("'{}' contains '..': give one plain folder name", name);
+  if (name[0] == '.') return fmt::format("'{}' starts with '.': give one plain folder name", name);
+  for (const char c : name)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      return "control characters (newline, tab, ...) are not allowed in a folder name";
+  return "";
+}
+
+void check_sweep_names(const SweepSpec& spec) {
+  if (const std::string why = dir_name_problem(spec.name); !why.empty())
+    throw ConfigError(fmt::format("{}: name: {}", spec.path, why));
+  for (const SweepPoint& p : spec.points)
+    if (const std::string why = dir_name_problem(p.name); !why.empty())
+      throw ConfigError(fmt::format("{}: point '{}': {}", spec.path, p.name, why));
+}
 
 std::string point_name(const PointAxes& a) {
   std::vector<std::string> parts;
@@ -233,12 +285,20 @@ SweepSpec load_sweep_spec(const std::string& path) {
   } catch (const YAML::Exception& e) {
     throw ConfigError(fmt::format("{}:{}: not valid YAML: {}", path, e.mark.line + 1, e.msg));
   }
+  require_unique_keys(root, path);
   r.check_keys(root, "",
                {"name", "base", "width_rule", "per_width", "grid", "points", "set", "launch", "divergence"});
   SweepSpec spec;
   spec.path = path;
-  spec.name = root["name"] ? r.get<std::string>(root["name"], "name", "a name")
-                           : fs::path(path).stem().string();
+  // The name is the sweep's folder under runs/: it must be one plain folder name, or the sweep writes elsewhere.
+  if (root["name"]) {
+    spec.name = r.get<std::string>(root["name"], "name", "a name");
+    if (const std::string why = dir_name_problem(spec.name); !why.empty()) r.fail(root["name"], "name", why);
+  } else {
+    spec.name = fs::path(path).stem().string();
+    if (const std::string why = dir_name_problem(spec.name); !why.empty())
+      r.fail(root, "name", fmt::format("missing, and the file name '{}' is no folder name either: {}", spec.name, why));
+  }
   if (!root["base"]) r.fail(root, "base", "missing: the base config, relative to the spec (e.g. ../train/tiny.yaml)");
   spec.base = (fs::path(path).parent_path() / r.get<std::string>(root["base"], "base", "a path")).lexically_normal()
                   .string();
@@ -255,8 +315,9 @@ SweepSpec load_sweep_spec(const std::string& path) {
   if (root["divergence"]) {
     const YAML::Node d = root["divergence"];
     r.check_keys(d, "divergence", {"margin_nats", "after_step"});
-    if (d["margin_nats"]) spec.divergence.margin_nats = r.get<double>(d["margin_nats"], "divergence.margin_nats", "nats");
-    if (d["after_step"]) spec.divergence.after_step = r.get<int>(d["after_step"], "divergence.after_step", "a step");
+    // A margin <= 0 would mark healthy points diverged (and reruns skip them); nan or inf would turn the watch off.
+    if (d["margin_nats"]) spec.divergence.margin_nats = r.positive_number(d["margin_nats"], "divergence.margin_nats");
+    if (d["after_step"]) spec.divergence.after_step = r.integer(d["after_step"], "divergence.after_step", 0, INT_MAX);
   }
 
   std::vector<PointAxes> axes;
@@ -287,6 +348,8 @@ SweepSpec load_sweep_spec(const std::string& path) {
     if (a.norm == "rmsnorm") a.alpha_attn = a.alpha_ffn = a.alpha_final = std::nullopt;
     SweepPoint p;
     p.name = point_name(a);
+    if (const std::string why = dir_name_problem(p.name); !why.empty())
+      throw ConfigError(fmt::format("{}: point '{}': {}", path, p.name, why));
     if (!seen.insert(p.name).second) {
       if (a.norm == "rmsnorm") continue;  // the collapsed alpha axes of a baseline
       throw ConfigError(fmt::format("{}: point {} appears twice; remove the duplicate from grid / points", path, p.name));

@@ -76,9 +76,10 @@ struct SweepSpec {
   DivergenceSpec divergence;
 };
 
-// Reads and expands a spec. Throws ConfigError naming the file and key for anything malformed, and for two points
-// with the same name. Each point's overrides are checked against the base config with load_config, so a bad value
-// (width not divisible by head_dim, unknown key in set:) fails here, before any run starts.
+// Reads and expands a spec. Throws ConfigError naming the file and key for anything malformed (numbers out of range,
+// a name that is no plain folder name, a key given twice), and for two points with the same name. Each point's
+// overrides are checked against the base config with load_config, so a bad value (width not divisible by head_dim,
+// unknown key in set:) fails here, before any run starts.
 SweepSpec load_sweep_spec(const std::string& path);
 
 // The directory name of a point (see the header comment).
@@ -86,5 +87,14 @@ std::string point_name(const PointAxes& axes);
 
 // The shortest text that reads back as the same double ("0.5", "1", "0.003").
 std::string format_number(double x);
+
+// Why `name` cannot be a folder directly inside the sweep folder (empty, '/', '..', a leading '.', control
+// characters, over 255 bytes), or empty when it can. Sweep names and point names must pass: a sweep writes nothing
+// outside its folder.
+std::string dir_name_problem(const std::string& name);
+
+// Throws ConfigError naming the spec file when the sweep's name or a point's name fails dir_name_problem. The runner
+// and the Slurm writer call it before writing anything, for specs that did not come from load_sweep_spec.
+void check_sweep_names(const SweepSpec& spec);
 
 }  // namespace dytrain

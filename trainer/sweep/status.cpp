@@ -8,6 +8,7 @@
 
 #include "trainer/checkpoint/atomic_file.h"
 #include "trainer/checkpoint/checkpoint.h"
+#include "trainer/config/yaml_keys.h"
 
 namespace dytrain {
 namespace {
@@ -26,12 +27,17 @@ std::string quoted(const std::string& s) {
 
 std::optional<YAML::Node> load_yaml(const fs::path& path) {
   if (!fs::exists(path)) return std::nullopt;
+  YAML::Node root;
   try {
-    return YAML::LoadFile(path.string());
+    root = YAML::LoadFile(path.string());
   } catch (const YAML::Exception& e) {
     throw std::runtime_error(fmt::format("{}: cannot read it ({}); delete the file to let the sweep rewrite it",
                                          path.string(), e.what()));
   }
+  // A hand-edited status with `status: done` twice would be read as the first one by one reader, the last by another.
+  if (const std::string dup = duplicate_key_error(root, path.string()); !dup.empty())
+    throw std::runtime_error(dup + "; or delete the file to let the sweep rewrite it");
+  return root;
 }
 
 }  // namespace

@@ -13,6 +13,8 @@
 #include <random>
 #include <sstream>
 
+#include <fmt/format.h>
+
 #include "tests/common/temp_dir.h"
 #include "trainer/checkpoint/hf_config.h"
 #include "trainer/checkpoint/safetensors.h"
@@ -265,6 +267,24 @@ TEST(Checkpoint, LoadRejectsIncompleteOptimizerState) {
   const std::string missing = error_of([&] { load_checkpoint(params.data(), m.data(), nullptr, dir, s.table); });
   EXPECT_NE(missing.find("optimizer.st is missing"), std::string::npos) << missing;
   EXPECT_NE(missing.find(dir), std::string::npos) << missing;
+}
+
+TEST(Checkpoint, TrainerStateWithAKeyTwiceIsRejected) {
+  // yaml-cpp keeps both pairs and state["step"] would read the first: an edited file must not resume half-trusted.
+  TempDir run;
+  const State s(5);
+  const std::string dir = save(run, 1, s);
+  const std::string state_file = dir + "/trainer_state.yaml";
+  const std::string text = read_text(state_file);
+  std::ofstream(state_file, std::ios::app) << "step: 7\n";
+  const size_t step_line = size_t(std::count(text.begin(), text.begin() + text.find("step:"), '\n')) + 1;
+  const size_t last_line = size_t(std::count(text.begin(), text.end(), '\n')) + 1;
+  std::vector<float> params(s.table.total());
+  const std::string msg = error_of([&] { load_checkpoint(params.data(), nullptr, nullptr, dir, s.table); });
+  EXPECT_NE(msg.find(fmt::format("{}:{}: key 'step' is given twice (first at line {})", state_file, last_line,
+                                 step_line)),
+            std::string::npos)
+      << msg;
 }
 
 }  // namespace

@@ -168,6 +168,14 @@ TEST(Prepare, UnknownKeyIsNamed) {
   EXPECT_NE(msg.find(recipe), std::string::npos) << msg;
 }
 
+TEST(Prepare, KeyGivenTwiceNamesBothLines) {
+  // yaml-cpp keeps both pairs and the recipe reader would take the first: 300 tokens per shard, not 500.
+  TempDir dir;
+  const std::string recipe = write_tiny_recipe(dir, "shard_tokens: 500\n");
+  const std::string msg = expect_error(recipe);
+  EXPECT_NE(msg.find(recipe + ":9: key 'shard_tokens' is given twice (first at line 8)"), std::string::npos) << msg;
+}
+
 TEST(Prepare, ReusesAnExistingModel) {
   TempDir dir;
   const PrepareResult first = prepare_data(write_tiny_recipe(dir), false);

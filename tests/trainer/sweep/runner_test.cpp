@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -28,6 +29,13 @@ std::string read_all(std::FILE* f) {
   char buf[4096];
   for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) s.append(buf, n);
   return s;
+}
+
+// Every path under `root`, relative to it.
+std::set<std::string> tree(const fs::path& root) {
+  std::set<std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(root)) out.insert(fs::relative(e.path(), root).string());
+  return out;
 }
 
 size_t count(const std::string& text, const std::string& what) {
@@ -140,10 +148,10 @@ TEST_F(RunnerTest, HugeLrDivergesAndTheSweepGoesOn) {
 
 TEST_F(RunnerTest, WatchStopsARunningChild) {
   // A negative margin makes every post-warmup line count as diverged: the runner must stop a child that would
-  // otherwise train 5000 steps.
-  const SweepSpec s =
-      spec("divergence: {margin_nats: -100, after_step: 2}\nset: {train.max_steps: 5000, train.log_every: 1}\n"
-           "grid: {seed: 3}\n");
+  // otherwise train 5000 steps. A spec cannot say that (margins are > 0), so the loaded spec is changed here.
+  SweepSpec s =
+      spec("divergence: {after_step: 2}\nset: {train.max_steps: 5000, train.log_every: 1}\ngrid: {seed: 3}\n");
+  s.divergence.margin_nats = -100;
   const auto [rc, text] = run(s);
   EXPECT_EQ(rc, 0) << text;
   const auto st = read_point_status(opt_.sweep_dir + "/s3");
@@ -176,8 +184,50 @@ TEST_F(RunnerTest, MpirunCommandAndSlurmScript) {
   EXPECT_NE(script.find("#SBATCH --array=0-2%3\n"), std::string::npos) << script;
   EXPECT_NE(script.find("#SBATCH --ntasks=2\n"), std::string::npos);
   EXPECT_NE(script.find("#SBATCH --time=02:00:00\n"), std::string::npos);
-  EXPECT_NE(script.find("cd '/work/here'"), std::string::npos);
+  EXPECT_NE(script.find("cd /work/here\n"), std::string::npos) << script;
   EXPECT_NE(script.find("--point \"$SLURM_ARRAY_TASK_ID\" --mode mpirun"), std::string::npos) << script;
+  // A quote in a path stays part of the path instead of ending the shell word.
+  const std::string quoted = slurm_script_text(s, opt_, "/work/it's here");
+  EXPECT_NE(quoted.find("cd '/work/it'\\''s here'\n"), std::string::npos) << quoted;
+}
+
+TEST_F(RunnerTest, HostileNamesWriteNothingOutsideTheSweepDirectory) {
+  // Specs that did not come through load_sweep_spec (which rejects these names) must not escape either: the runner
+  // and the Slurm writer check every name before they write anything.
+  const SweepSpec good = spec("set: {train.max_steps: 2}\ngrid: {seed: 1}\n");
+  fs::create_directories(dir_.file("cwd/runs"));
+  const fs::path old_cwd = fs::current_path();
+  fs::current_path(dir_.file("cwd"));  // runs/<name> is relative to the working directory
+  const auto before = tree(dir_.path());
+  for (const std::string& name : {std::string("../escape"), std::string("../../escape"), std::string("a/../../b"),
+                                  dir_.file("absolute"), std::string(".."), std::string("."), std::string("")}) {
+    SweepSpec by_name = good;  // the default sweep folder runs/<name>
+    by_name.name = name;
+    RunnerOptions o = opt_;
+    o.sweep_dir.clear();
+    EXPECT_THROW(run_sweep(by_name, o), ConfigError) << name;
+    EXPECT_THROW(write_slurm_script(by_name, o), ConfigError) << name;
+    SweepSpec by_point = good;  // a point folder inside an explicit --dir, deep enough that escapes stay in dir_
+    by_point.points[0].name = name;
+    o.sweep_dir = dir_.file("cwd/runs/t");
+    EXPECT_THROW(run_sweep(by_point, o), ConfigError) << name;
+    EXPECT_THROW(write_slurm_script(by_point, o), ConfigError) << name;
+  }
+  fs::current_path(old_cwd);
+  EXPECT_EQ(tree(dir_.path()), before);
+}
+
+TEST_F(RunnerTest, StatusFileWithAKeyTwiceIsAnError) {
+  // `status: done` then `status: failed`: one reader would skip the point, another rerun it.
+  testing::write_text(dir_.file("p/status.yaml"), "status: done\nexit_code: 0\nstatus: failed\n");
+  try {
+    read_point_status(dir_.file("p"));
+    ADD_FAILURE() << "a status.yaml with a key twice must not be read";
+  } catch (const std::runtime_error& e) {
+    const std::string expected = dir_.file("p/status.yaml") + ":3: key 'status' is given twice (first at line 1)";
+    EXPECT_NE(std::string(e.what()).find(expected), std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace

@@ -26,6 +26,9 @@ class SpecTest : public ::testing::Test {
   // The config a point resolves to: base + its overrides, as the trainer will see it.
   Config resolved(const SweepSpec& spec, const SweepPoint& p) { return load_config(spec.base, p.overrides); }
 
+  std::string spec_path() const { return dir_.file("sweeps/s.yaml"); }
+  std::string error(const std::string& body);
+
   TempDir dir_;
 };
 
@@ -143,6 +146,93 @@ TEST_F(SpecTest, ErrorsNameTheKey) {
   EXPECT_NE(message("set: {train.max_stepz: 3}\ngrid: {seed: 1}\n").find("max_stepz"), std::string::npos);
   EXPECT_NE(message("launch: {mode: ssh}\ngrid: {seed: 1}\n").find("launch.mode"), std::string::npos);
   EXPECT_NE(message("name: x\n").find("grid"), std::string::npos);
+}
+
+// The message of the ConfigError that loading `body` gives, or "no error".
+std::string SpecTest::error(const std::string& body) {
+  try {
+    load(body);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST_F(SpecTest, DivergenceMarginMustBeFiniteAndPositive) {
+  // -2 marked healthy points diverged (and reruns skipped them); .nan and .inf turned the watch off.
+  for (const char* bad : {"-2", "0", ".nan", ".inf", "-.inf", "nan", "1e400", "two"}) {
+    const std::string msg = error(std::string("divergence: {margin_nats: ") + bad + "}\ngrid: {seed: 1}\n");
+    EXPECT_NE(msg.find(spec_path() + ":2: divergence.margin_nats: expected a finite number greater than 0"),
+              std::string::npos)
+        << bad << ": " << msg;
+  }
+  EXPECT_EQ(load("divergence: {margin_nats: 0.5, after_step: 0}\ngrid: {seed: 1}\n").divergence.margin_nats, 0.5);
+  for (const char* bad : {"-1", "1e3", "99999999999", "1.5", ".nan"})
+    EXPECT_NE(error(std::string("divergence: {after_step: ") + bad + "}\ngrid: {seed: 1}\n")
+                  .find("divergence.after_step: expected an integer from 0 to 2147483647"),
+              std::string::npos)
+        << bad;
+}
+
+TEST_F(SpecTest, EveryNumberIsRangeChecked) {
+  auto expect = [&](const std::string& body, const std::string& piece) {
+    const std::string msg = error(body);
+    EXPECT_NE(msg.find(spec_path()), std::string::npos) << body << ": " << msg;
+    EXPECT_NE(msg.find(piece), std::string::npos) << body << ": " << msg;
+  };
+  expect("launch: {np: 0}\ngrid: {seed: 1}\n", "launch.np: expected an integer from 1 to 2147483647, got '0'");
+  expect("launch: {np: 99999999999}\ngrid: {seed: 1}\n", "launch.np: expected an integer from 1");
+  expect("launch: {max_parallel: -3}\ngrid: {seed: 1}\n", "launch.max_parallel: expected an integer from 1");
+  expect("grid: {seed: [1, -1]}\n", "seed: expected an integer from 0 to 9223372036854775807, got '-1'");
+  expect("grid: {seed: 99999999999999999999}\n", "seed: expected an integer");
+  expect("grid: {width: [32, 1e9]}\n", "width: expected an integer from 1");
+  expect("grid: {alpha_attn: [.nan]}\n", "alpha_attn: expected a finite number greater than 0, got '.nan'");
+  expect("grid: {alpha_ffn: [.inf]}\n", "alpha_ffn: expected a finite number greater than 0");
+  expect("grid: {lr: [1e-3, -1e-3]}\n", "lr: expected a finite number greater than 0");
+  expect("grid: {eps: [1e-400x]}\n", "eps: expected a finite number greater than 0");
+  expect("grid: {beta2: [0.95, 1.5]}\n", "beta2: expected a number greater than 0 and less than 1, got '1.5'");
+  expect("points:\n  - {beta2: 1}\n", ":3: beta2: expected a number greater than 0 and less than 1");
+  expect("width_rule: {ffn_mult: .inf}\ngrid: {width: 32}\n", "width_rule.ffn_mult: expected a finite number");
+  expect("width_rule: {ffn_mult: 1e300}\ngrid: {width: 32}\n", "width_rule.ffn_mult: 1e+300 x width 32 is too large");
+  // Integers are decimal as in a config: yaml-cpp alone reads 012 as octal 10.
+  EXPECT_EQ(*load("grid: {seed: 012}\n").points[0].axes.seed, 12);
+}
+
+TEST_F(SpecTest, NamesMustBePlainFolderNames) {
+  for (const char* bad : {"../../x", "a/b", "/abs", "..", ".", ".hidden", "''", "\"a\\nb\"", "\"tab\\there\""}) {
+    const std::string msg = error(std::string("name: ") + bad + "\ngrid: {seed: 1}\n");
+    EXPECT_NE(msg.find(spec_path() + ":2: name: "), std::string::npos) << bad << ": " << msg;
+  }
+  EXPECT_NE(error("name: ../../x\ngrid: {seed: 1}\n").find("contains '/'"), std::string::npos);
+  EXPECT_NE(error("name: " + std::string(256, 'n') + "\ngrid: {seed: 1}\n").find("at most 255 bytes"),
+            std::string::npos);
+  EXPECT_EQ(load("name: my-sweep_2.v1\ngrid: {seed: 1}\n").name, "my-sweep_2.v1");
+  // Without name: the file's stem is the name, and must pass the same check.
+  write_text(dir_.file("sweeps/.hidden.yaml"), "base: ../base.yaml\ngrid: {seed: 1}\n");
+  try {
+    load_sweep_spec(dir_.file("sweeps/.hidden.yaml"));
+    ADD_FAILURE() << "a spec named .hidden must be rejected";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("name: missing, and the file name '.hidden'"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(SpecTest, LaunchStringsHaveNoControlCharacters) {
+  // They become lines of the Slurm script: a newline would start a command there.
+  EXPECT_NE(error("launch: {partition: \"gpu\\nrm -rf ~\"}\ngrid: {seed: 1}\n")
+                .find(":2: launch.partition: control characters"),
+            std::string::npos);
+  EXPECT_NE(error("launch: {sbatch: [\"--account=a\\n\"]}\ngrid: {seed: 1}\n").find("launch.sbatch: control"),
+            std::string::npos);
+}
+
+TEST_F(SpecTest, KeysGivenTwiceAreRejectedWithBothLines) {
+  EXPECT_NE(error("grid: {seed: 1}\ndivergence: {margin_nats: 2}\ngrid: {seed: 2}\n")
+                .find(spec_path() + ":4: key 'grid' is given twice (first at line 2)"),
+            std::string::npos);
+  EXPECT_NE(error("set:\n  train.max_steps: 5\n  train.max_steps: 6\ngrid: {seed: 1}\n")
+                .find(spec_path() + ":4: key 'set.train.max_steps' is given twice (first at line 3)"),
+            std::string::npos);
 }
 
 TEST(SweepSpecShipped, TinyCiHas36Points) {
