@@ -2,7 +2,7 @@
 // is damaged, edited or copied, or that does not fit the config, stops the run with exit 2 naming the file and key
 // before the run directory changes (config.yaml and metrics.jsonl stay byte for byte); --resume skips a damaged newest
 // checkpoint with a warning and continues the exact trajectory from the one before; --resume-from continues from a
-// checkpoint of another run; `dytrain check` refuses a checkpoint holding NaN.
+// checkpoint of another run; `dytrain check` refuses a checkpoint holding NaN; no checkpoint is written with NaN.
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -15,10 +15,13 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
+#include "parallel/mesh.h"
 #include "tests/common/temp_dir.h"
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/checkpoint/safetensors.h"
+#include "trainer/optim/adamw.h"
 #include "trainer/train/check.h"
+#include "trainer/train/distributed_checkpoint.h"
 #include "trainer/train/trainer.h"
 
 namespace dytrain {
@@ -180,20 +183,28 @@ TEST_F(ResumeTest, ADamagedNewestCheckpointIsSkippedAndTheRunContinuesExactly) {
   const std::vector<std::string> every6 = {"train.ckpt_every=6"};
   ASSERT_EQ(run("straight", {}), kExitOk);
   ASSERT_EQ(run("stopped", every6), kExitOk);
-  // A disk error in the newest checkpoint: its weights file is cut in half.
-  const fs::path weights = ckpt("stopped", 12) / "model.safetensors";
-  fs::resize_file(weights, fs::file_size(weights) / 2);
+  // The newest checkpoint fails late: its loader position, weights and first moments are taken before a NaN in its
+  // second moments is found, so the trajectory below also shows that the fallback overwrites all of them.
+  const fs::path moments = ckpt("stopped", 12) / "optimizer.st";
+  std::map<std::string, StTensor> tensors = read_safetensors(moments.string());
+  tensors.at("exp_avg_sq.model.norm.weight").data[0] = std::nanf("");
+  std::vector<TensorRef> refs;
+  for (const auto& [name, t] : tensors) refs.push_back({name, t.shape, t.data.data()});
+  write_safetensors(moments.string(), refs, {{"format", "pt"}});
   ASSERT_EQ(run("stopped", every6, /*resume=*/true), kExitOk) << out_;
-  EXPECT_NE(out_.find(ckpt("stopped", 12).string() + " does not load: " + weights.string()), std::string::npos)
+  EXPECT_NE(out_.find(ckpt("stopped", 12).string() + " does not load: " + moments.string() +
+                      ": tensor exp_avg_sq.model.norm.weight holds NaN or inf"),
+            std::string::npos)
       << out_;
   EXPECT_NE(out_.find("resumed from " + ckpt("stopped", 6).string() + " at step 6"), std::string::npos) << out_;
   ASSERT_EQ(metrics("stopped").size(), 12u);
   expect_same_steps("straight", "stopped", 0, 12);
   // The damaged checkpoint was replaced by the rerun of step 12.
-  EXPECT_GT(fs::file_size(weights), fs::file_size(ckpt("straight", 12) / "model.safetensors") / 2);
+  EXPECT_EQ(read_bytes(moments), read_bytes(ckpt("straight", 12) / "optimizer.st"));
 
-  // Every checkpoint damaged: exit 2, each named, the run directory as it was.
-  fs::resize_file(weights, 10);
+  // Every checkpoint damaged (a truncated file, a file that is not safetensors): exit 2, each named, the run
+  // directory as it was.
+  fs::resize_file(ckpt("stopped", 12) / "model.safetensors", 10);
   fs::remove(ckpt("stopped", 6) / "optimizer.st");
   std::ofstream(ckpt("stopped", 6) / "optimizer.st") << "not safetensors";
   const std::string metrics_before = read_bytes(dir_ / "stopped" / "metrics.jsonl");
@@ -241,6 +252,30 @@ TEST_F(ResumeTest, CheckRefusesACheckpointHoldingNaN) {
     EXPECT_NE(std::string(e.what()).find(weights + ": tensor model.norm.weight holds NaN or inf"), std::string::npos)
         << e.what();
   }
+}
+
+TEST(DistributedCheckpoint, ANonFiniteStateIsRefusedAndNothingIsWritten) {
+  testing::TempDir run;
+  Config cfg;
+  ParamTable table;
+  table.add("model.norm.weight", {8}, ParamGroup::dyt_gamma_beta);
+  table.add("lm_head.weight", {4, 8}, ParamGroup::matrices);
+  AdamW optim(cfg.optim, table);
+  std::vector<float> params(table.total(), 0.5f);
+  Mesh mesh = make_mesh(1);
+  YAML::Node state;
+  state["step"] = 3;
+  EXPECT_NO_THROW(save_checkpoint_distributed(mesh, run.path().string(), 3, cfg, table, params.data(), optim, state));
+  params[table.at("lm_head.weight").offset + 5] = -INFINITY;
+  try {
+    save_checkpoint_distributed(mesh, run.path().string(), 4, cfg, table, params.data(), optim, state);
+    ADD_FAILURE() << "no NonFiniteError thrown";
+  } catch (const NonFiniteError& e) {  // the trainer's exit 3
+    EXPECT_NE(std::string(e.what()).find("parameter lm_head.weight holds NaN or inf"), std::string::npos) << e.what();
+  }
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(run.path() / "checkpoints")) names.push_back(e.path().filename());
+  EXPECT_EQ(names, std::vector<std::string>{"step_00000003"});
 }
 
 }  // namespace
