@@ -1,12 +1,16 @@
 // The dytrain command line. Small on purpose: everything a run does is in its config file; flags only pick the
 // file, override keys and place the run.
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "parallel/runtime.h"
+#include "trainer/checkpoint/checkpoint.h"
 #include "trainer/corpus/prepare.h"
 #include "trainer/sweep/cli.h"
 #include "trainer/train/check.h"
@@ -15,10 +19,11 @@
 namespace {
 
 const char* kUsage = R"(usage:
-  dytrain train CONFIG.yaml [--set key.path=value ...] [--run-dir DIR] [--resume]
+  dytrain train CONFIG.yaml [--set key.path=value ...] [--run-dir DIR] [--resume | --resume-from CKPT_DIR]
       Train from CONFIG (see configs/train/). --set overrides any config key, e.g. --set optim.lr=1e-3
       --set model.alpha_attn=0.5. The run directory (default runs/<config name>) receives config.yaml,
-      metrics.jsonl, train.log and checkpoints/. --resume continues from its latest complete checkpoint.
+      metrics.jsonl, train.log and checkpoints/. --resume continues from its newest checkpoint that loads (a
+      damaged one is skipped with a warning); --resume-from continues from CKPT_DIR, a checkpoint of any run.
   dytrain data prepare RECIPE.yaml [--force]
       Build a corpus from installed packages, train or load its tokenizer and write token shards and a manifest
       (configs/data/: austen is the quick-start default). Up-to-date outputs are kept unless --force.
@@ -60,6 +65,10 @@ int cmd_train(const std::vector<std::string>& args) {
       opt.run_dir = *v;
     } else if (a == "--resume") {
       opt.resume = true;
+    } else if (a == "--resume-from") {
+      const std::string* v = value();
+      if (!v) return usage_error("--resume-from needs a checkpoint directory (RUN_DIR/checkpoints/step_N)");
+      opt.resume_from = *v;
     } else if (a.rfind("--", 0) == 0) {
       return usage_error("unknown option " + a);
     } else if (opt.config_path.empty()) {
@@ -96,15 +105,27 @@ int cmd_data(const std::vector<std::string>& args) {
   return dytrain::kExitOk;
 }
 
+// The whole of `text` as a decimal integer in [1, INT_MAX]: no sign, no trailing characters, no wrap-around.
+std::optional<int> positive_int(const std::string& text) {
+  int v = 0;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || ptr != text.data() + text.size() || v < 1) return std::nullopt;
+  return v;
+}
+
 int cmd_check(const std::vector<std::string>& args) {
   dytrain::CheckOptions opt;
   std::vector<std::string> positional;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    if ((a == "--batch" || a == "--seq") && i + 1 < args.size()) {
-      const int v = std::atoi(args[++i].c_str());
-      if (v <= 0) return usage_error(a + " needs a positive integer");
-      (a == "--batch" ? opt.batch : opt.seq) = v;
+    if (a == "--batch" || a == "--seq") {
+      if (i + 1 == args.size()) return usage_error(a + " needs a value");
+      const std::string& text = args[++i];
+      const std::optional<int> v = positive_int(text);
+      if (!v)
+        return usage_error(a + " needs an integer in [1, " + std::to_string(std::numeric_limits<int>::max()) +
+                           "], got " + text);
+      (a == "--batch" ? opt.batch : opt.seq) = *v;
     } else if (a.rfind("--", 0) == 0) {
       return usage_error("unknown option " + a);
     } else {
@@ -116,6 +137,9 @@ int cmd_check(const std::vector<std::string>& args) {
   opt.shard = positional[1];
   try {
     std::printf("%s\n", dytrain::check_checkpoint(opt).c_str());
+  } catch (const dytrain::NonFiniteError& e) {
+    std::fprintf(stderr, "dytrain check: %s\n", e.what());
+    return dytrain::kExitDiverged;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dytrain check: %s\n", e.what());
     return dytrain::kExitBadInput;

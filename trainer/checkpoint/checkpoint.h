@@ -13,6 +13,9 @@
 // - Rotation only removes complete checkpoints of earlier steps, never the one just written, and never later steps
 //   (those belong to a run this one did not resume from; deleting them silently is the caller's decision to make).
 // - Loading checks every name and shape before reading a byte, and reads straight into the caller's flat buffers.
+// - Never a non-finite value on disk: saving refuses params or moments holding NaN or inf before the temp directory is
+//   created (a checkpoint is what a run falls back to; a poisoned one would be resumed and fail again), and loading
+//   rejects one written by anything else. A scan of the three buffers costs far less than writing them.
 #pragma once
 #include <yaml-cpp/yaml.h>
 
@@ -20,13 +23,21 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "trainer/config/config.h"
 #include "trainer/model/params.h"
 
 namespace dytrain {
 
+// A checkpoint that cannot be used: missing or unreadable files, wrong tensors, non-finite values, a bad
+// trainer_state.yaml. The message names the file (and the tensor or key).
 struct CheckpointError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// What save_checkpoint throws when the state to save holds NaN or inf: the run has diverged (exit 3), not failed.
+struct NonFiniteError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
@@ -45,17 +56,29 @@ struct CheckpointData {
 // "step_00000100": eight digits so that names sort by step up to 10^8 steps (more digits beyond; parsing is numeric).
 std::string checkpoint_dir_name(int64_t step);
 
+// The step in the name of a directory step_<digits> (the last component of `dir`), nullopt for any other name and for
+// a number beyond int64 (which no run reaches: it is not a checkpoint this code wrote).
+std::optional<int64_t> checkpoint_step(const std::string& dir);
+
+// Throws NonFiniteError naming the first tensor (of params, exp_avg, exp_avg_sq) that holds NaN or inf.
+void require_finite(const CheckpointData& data);
+
 // Writes the checkpoint of `step` under run_dir/checkpoints/ (see above), then removes complete checkpoints of
 // earlier steps beyond the newest keep_last (this one included); keep_last <= 0 keeps all. Returns its directory.
+// Throws NonFiniteError (require_finite) before writing anything.
 std::string save_checkpoint(const std::string& run_dir, int64_t step, const CheckpointData& data, int keep_last);
 
-// The complete checkpoint with the highest step under run_dir/checkpoints/; *.tmp directories and directories
-// missing any of kCheckpointFiles are ignored. nullopt when there is none.
+// The complete checkpoints under run_dir/checkpoints/, highest step first; *.tmp directories and directories
+// missing any of kCheckpointFiles are ignored. Whether each one loads is for the caller to find out.
+std::vector<std::string> complete_checkpoints_newest_first(const std::string& run_dir);
+
+// The first of complete_checkpoints_newest_first, nullopt when there is none.
 std::optional<std::string> latest_checkpoint(const std::string& run_dir);
 
 // Fills params (table.total()) from model.safetensors and, unless nullptr, exp_avg / exp_avg_sq from the moments
-// file; returns trainer_state.yaml. Every tensor of the table must be present with its exact shape and nothing else;
-// the buffers are left untouched when a name or shape does not match.
+// file; returns trainer_state.yaml (parsed, not checked: see trainer_state.h). Every tensor of the table must be
+// present with its exact shape and nothing else, and every value finite; the buffers are left untouched when a name
+// or shape does not match, and hold the file's values when one is not finite. Throws CheckpointError.
 YAML::Node load_checkpoint(float* params, float* exp_avg, float* exp_avg_sq, const std::string& dir,
                            const ParamTable& table);
 

@@ -22,7 +22,7 @@ std::string check_checkpoint(const CheckOptions& opt) {
   load_checkpoint(model.params().data(), nullptr, nullptr, opt.checkpoint_dir, model.table());
 
   const Shard shard(opt.shard);
-  const int64_t need = int64_t(opt.batch) * (opt.seq + 1);
+  const int64_t need = int64_t(opt.batch) * (int64_t(opt.seq) + 1);
   if (shard.size() < need)
     throw std::runtime_error(fmt::format("{}: {} tokens, need {} for batch {} x seq {}", opt.shard, shard.size(), need,
                                          opt.batch, opt.seq));
@@ -40,6 +40,12 @@ std::string check_checkpoint(const CheckOptions& opt) {
   model.backward(1.0f);
   const std::vector<float>& g = model.grads();
   const double grad_norm = std::sqrt(cpu::sum_squares(g.data(), int64_t(g.size())));
+  // The tensors are finite (load_checkpoint checks), yet the model they make may still overflow: printing nan would
+  // pass for a result (and is not JSON).
+  if (!std::isfinite(loss) || !std::isfinite(grad_norm))
+    throw NonFiniteError(fmt::format("{}: the loss is {} and the gradient norm {} on the first {} x {} tokens of {}: "
+                                     "the model in this checkpoint has diverged",
+                                     opt.checkpoint_dir, loss, grad_norm, opt.batch, int64_t(opt.seq) + 1, opt.shard));
 
   std::string alphas;
   for (const ParamSpec& s : model.table().specs()) {

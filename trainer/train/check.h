@@ -14,7 +14,8 @@ struct CheckOptions {
   int seq = 64;
 };
 
-// Returns the JSON line; throws naming the file on bad input.
+// Returns the JSON line; throws naming the file on bad input (CheckpointError for a damaged checkpoint or one holding
+// NaN or inf), NonFiniteError when the loss or the gradient norm is not finite.
 std::string check_checkpoint(const CheckOptions& opt);
 
 }  // namespace dytrain

@@ -58,12 +58,25 @@ std::string save_checkpoint_distributed(Mesh& mesh, const std::string& run_dir, 
   gather_tp(m.data(), gather_moment(optim.exp_avg(), optim, n, *mesh.dp_group).data(), local, whole, *mesh.tp_group);
   gather_tp(v.data(), gather_moment(optim.exp_avg_sq(), optim, n, *mesh.dp_group).data(), local, whole,
             *mesh.tp_group);
-  std::string path;
-  if (mesh.world_rank == 0) {
-    CheckpointData data{&cfg, &whole, p.data(), m.data(), v.data(), trainer_state};
-    path = save_checkpoint(run_dir, step, data, cfg.train.keep_checkpoints);
+  // Every rank holds the same gathered tensors and checks them, and the verdict is agreed on, so a state with NaN or
+  // inf makes every rank throw NonFiniteError together (exit 3 everywhere, no rank left waiting) and nothing is
+  // written. The all-reduce is also the barrier: nobody reads or rotates checkpoints before rank 0 has renamed this
+  // one into place.
+  const CheckpointData data{&cfg, &whole, p.data(), m.data(), v.data(), trainer_state};
+  std::string path, non_finite;
+  try {
+    if (mesh.world_rank == 0)
+      path = save_checkpoint(run_dir, step, data, cfg.train.keep_checkpoints);
+    else
+      require_finite(data);
+  } catch (const NonFiniteError& e) {
+    non_finite = e.what();
   }
-  mesh.world->barrier();  // nobody reads or rotates checkpoints before rank 0 has renamed this one into place
+  double refused = non_finite.empty() ? 0.0 : 1.0;
+  mesh.world->all_reduce(&refused, 1, ReduceOp::max);
+  if (refused > 0)
+    throw NonFiniteError(non_finite.empty() ? "another rank found a non-finite value in the state to checkpoint"
+                                            : non_finite);
   return path.empty() ? run_dir + "/checkpoints/" + checkpoint_dir_name(step) : path;
 }
 

@@ -18,7 +18,8 @@ namespace dytrain {
 // The table of whole tensors (full shapes, no split) with the names and order of `local`.
 ParamTable whole_table(const ParamTable& local);
 
-// Collective over the mesh. Returns the checkpoint directory (on every rank).
+// Collective over the mesh. Returns the checkpoint directory (on every rank). Throws NonFiniteError on every rank,
+// writing nothing, when the parameters or moments hold NaN or inf.
 std::string save_checkpoint_distributed(Mesh& mesh, const std::string& run_dir, int64_t step, const Config& cfg,
                                         const ParamTable& local, const float* params, AdamW& optim,
                                         const YAML::Node& trainer_state);

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <exception>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -20,6 +21,7 @@
 #include "parallel/runtime.h"
 #include "trainer/checkpoint/atomic_file.h"
 #include "trainer/checkpoint/checkpoint.h"
+#include "trainer/checkpoint/trainer_state.h"
 #include "trainer/config/config.h"
 #include "trainer/data/loader.h"
 #include "trainer/model/layout.h"
@@ -121,15 +123,20 @@ class Trainer {
     // The engine next (device memory, NCCL): a model the device cannot run also fails before the run directory.
     on_all_ranks(*mesh.world, [&] { engine_ = make_engine(device, cfg, mesh); });
     on_all_ranks(*mesh.world, [&] {
-      if (mesh.world_rank == 0) prepare_run_dir(opt.resume);
+      if (mesh.world_rank == 0) prepare_run_dir(opt);
     });
     log_ = make_logger(mesh.world_rank == 0 ? (fs::path(run_dir_) / "train.log").string() : "", mesh.world_rank);
     engine_->init(cfg.train.seed);
     std::optional<int64_t> resumed_at;
     if (opt.resume)
-      resumed_at = restore();
+      resumed_at = restore(opt.resume_from);
     else if (cfg.model.alpha_init == "calibrated" && cfg.model.norm == NormKind::dyt)
       calibrate_alphas();
+    // Only now that the checkpoint has loaded does the run directory change: a failed resume leaves the config and
+    // the metrics of the run as they were (train.log gets the error).
+    on_all_ranks(*mesh.world, [&] {
+      if (mesh.world_rank == 0) write_file_atomic((fs::path(run_dir_) / "config.yaml").string(), to_yaml(cfg_));
+    });
     if (mesh.world_rank == 0)
       metrics_ = std::make_unique<MetricsWriter>((fs::path(run_dir_) / "metrics.jsonl").string(), resumed_at);
   }
@@ -137,8 +144,9 @@ class Trainer {
   int run();
 
  private:
-  void prepare_run_dir(bool resume);
-  int64_t restore();
+  void prepare_run_dir(const TrainOptions& opt);
+  int64_t restore(const std::string& resume_from);
+  void restore_from(const std::string& dir);
   void calibrate_alphas();
   double validate();
   void save_checkpoint_now();
@@ -158,42 +166,118 @@ class Trainer {
   int64_t tokens_seen_ = 0;
 };
 
-void Trainer::prepare_run_dir(bool resume) {
+// Checks that the run directory matches the request (a fresh run must not overwrite checkpoints, --resume needs one)
+// and creates it; writes nothing in it.
+void Trainer::prepare_run_dir(const TrainOptions& opt) {
   const fs::path dir(run_dir_);
   const bool has_checkpoint = latest_checkpoint(run_dir_).has_value();
-  if (resume && !has_checkpoint)
+  if (opt.resume && opt.resume_from.empty() && !has_checkpoint)
     throw InputError(fmt::format("--resume: {} holds no complete checkpoint; run without --resume to start afresh",
                                  (dir / "checkpoints").string()));
-  if (!resume && has_checkpoint)
+  if (!opt.resume && has_checkpoint)
     throw InputError(fmt::format("{} already holds checkpoints of a run: pass --resume to continue it, or choose "
                                  "another --run-dir",
                                  run_dir_));
   fs::create_directories(dir);
-  write_file_atomic((dir / "config.yaml").string(), to_yaml(cfg_));
 }
 
-int64_t Trainer::restore() {
-  const std::string dir = *latest_checkpoint(run_dir_);
-  YAML::Node state = engine_->load_checkpoint(dir);
-  step_ = state["step"].as<int64_t>();
-  tokens_seen_ = state["tokens"].as<int64_t>();
+// The checkpoints tried, in order: --resume-from's directory alone, or every complete checkpoint of the run
+// directory, newest first. A damaged checkpoint (CheckpointError: unreadable or inconsistent files, non-finite values,
+// a bad trainer_state.yaml) is skipped with a warning, so a disk error or a stray copy in the newest one does not block
+// the run. A sound checkpoint that does not fit this config or data (InputError) stops the resume instead: an older
+// one would not fit either, or would quietly rewind the run and its metrics. Every rank tries the same checkpoints
+// and all agree on each outcome before going on, so no rank resumes from another step than the others.
+int64_t Trainer::restore(const std::string& resume_from) {
+  const std::vector<std::string> candidates =
+      resume_from.empty() ? complete_checkpoints_newest_first(run_dir_) : std::vector<std::string>{resume_from};
+  try {
+    check_same_on_all_ranks(*mesh_.world, candidates.size(),
+                            fmt::format("the number of checkpoints in {}/checkpoints (every rank must see the same "
+                                        "run directory)",
+                                        run_dir_));
+  } catch (const std::exception& e) {
+    throw InputError(e.what());
+  }
+  for (const std::string& dir : candidates) {
+    enum Outcome : int { kLoaded = 0, kDamaged = 1, kStop = 2 };
+    double outcome = kLoaded;
+    std::string error;
+    std::exception_ptr stop;
+    try {
+      restore_from(dir);
+    } catch (const CheckpointError& e) {
+      outcome = kDamaged;
+      error = e.what();
+    } catch (const std::exception& e) {
+      outcome = kStop;
+      error = e.what();
+      stop = std::current_exception();
+    }
+    mesh_.world->all_reduce(&outcome, 1, ReduceOp::max);
+    if (outcome == kLoaded) {
+      try {
+        check_same_on_all_ranks(*mesh_.world, uint64_t(step_), "the step of the checkpoint each rank resumed from");
+      } catch (const std::exception& e) {
+        throw InputError(e.what());
+      }
+      log_->info("resumed from {} at step {}", dir, step_);
+      const std::optional<std::string> newest = latest_checkpoint(run_dir_);
+      if (mesh_.world_rank == 0 && newest && checkpoint_step(*newest).value_or(0) > step_)
+        log_->warn("{} (a later step) is kept until this run writes that step, and a --resume before then tries it "
+                   "first: remove it to abandon it",
+                   *newest);
+      return step_;
+    }
+    if (stop) std::rethrow_exception(stop);  // the error names the file and what to change
+    if (!error.empty()) log_->warn("{} does not load: {}", dir, error);
+    if (outcome == kStop) throw InputError("");  // another rank's error, reported there
+  }
+  if (mesh_.world_rank != 0) throw InputError("");
+  if (!resume_from.empty())
+    throw InputError(fmt::format("--resume-from {}: the checkpoint does not load (the error is above)",
+                                 resume_from));
+  throw InputError(fmt::format("--resume: none of the {} checkpoints in {}/checkpoints loads (each one's error is "
+                               "above): repair or remove them, resume from a copy elsewhere with --resume-from "
+                               "DIR, or start afresh with another --run-dir",
+                               candidates.size(), run_dir_));
+}
+
+// Resumes from one checkpoint: the trainer state is checked before any tensor is read, then the engine loads
+// parameters, both moments and the optimizer's step count, and the loader its position. A failed attempt may leave
+// some of these set; the next successful attempt sets them all again.
+void Trainer::restore_from(const std::string& dir) {
+  const TrainerState state = read_trainer_state(dir);
+  const std::string path = (fs::path(dir) / "trainer_state.yaml").string();
+  if (state.step > cfg_.train.max_steps)
+    throw InputError(fmt::format("{}: key 'step' is {}, beyond train.max_steps = {}: raise it (--set "
+                                 "train.max_steps=N) to continue this run, or pick an earlier checkpoint with "
+                                 "--resume-from DIR",
+                                 path, state.step, cfg_.train.max_steps));
   // The loader position counts the windows each dp rank has used; rank r's k-th window is window k * dp + r of the
   // epoch, so the same global position under another dp is cursor * dp_saved / dp.
-  YAML::Node loader = state["train_loader"];
-  const int64_t saved_dp = state["dp"] ? state["dp"].as<int64_t>() : 1;
-  if (saved_dp != mesh_.dp) {
-    const int64_t windows = loader["cursor"].as<int64_t>() * saved_dp;
+  YAML::Node loader = YAML::Clone(state.train_loader);
+  if (state.dp != mesh_.dp) {
+    int64_t windows = 0;
+    if (__builtin_mul_overflow(loader["cursor"].as<int64_t>(), state.dp, &windows))
+      throw CheckpointError(fmt::format("{}: train_loader.cursor x dp overflows; the checkpoint is damaged: resume "
+                                        "from another one",
+                                        path));
     if (windows % mesh_.dp != 0)
       throw InputError(fmt::format("{}: the checkpoint's data position ({} windows) cannot be split over dp = {}; "
                                    "resume with a dp that divides it",
                                    dir, windows, mesh_.dp));
     loader["cursor"] = windows / mesh_.dp;
   }
-  train_loader_->restore(loader);
-  if (state["config_hash"].as<uint64_t>() != config_hash(cfg_))
+  try {
+    train_loader_->restore(loader);  // checks the position against the shards before changing anything
+  } catch (const std::runtime_error& e) {
+    throw InputError(fmt::format("{}: train_loader: {}", path, e.what()));
+  }
+  engine_->load_checkpoint(dir);
+  step_ = state.step;
+  tokens_seen_ = state.tokens;
+  if (state.config_hash != config_hash(cfg_))
     log_->warn("the config differs from the one the checkpoint was written with; continuing with the new one");
-  log_->info("resumed from {} at step {}", dir, step_);
-  return step_;
 }
 
 // alpha0 = c / std of each site's input on the first training batch (the loader is rewound, so training still starts
@@ -371,6 +455,7 @@ int train(const TrainOptions& opt) {
   }
   TrainOptions o = opt;
   if (o.run_dir.empty()) o.run_dir = (fs::path("runs") / fs::path(opt.config_path).stem()).string();
+  if (!o.resume_from.empty()) o.resume = true;
 
   // SIGTERM and SIGINT for a single process and srun (which passes them to every task); SIGUSR1 for mpirun, which
   // forwards it to every rank (OpenMPI turns its own SIGTERM into killing the job).
@@ -408,6 +493,9 @@ int train(const TrainOptions& opt) {
     if (mpi_active()) abort_job(kExitBadInput, e.what());
     spdlog::error("{}", e.what());
     return kExitBadInput;
+  } catch (const NonFiniteError& e) {  // thrown on every rank together (save_checkpoint_distributed)
+    if (is_root()) spdlog::error("{}", e.what());
+    return kExitDiverged;
   } catch (const std::exception& e) {
     // Other ranks may be waiting in a collective for this one: take the whole job down rather than leave them hanging.
     if (mpi_active()) abort_job(kExitError, e.what());

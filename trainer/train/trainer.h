@@ -11,7 +11,8 @@ struct TrainOptions {
   std::string config_path;
   std::vector<std::string> overrides;  // "key.path=value", applied in order
   std::string run_dir;                 // default runs/<config file stem>
-  bool resume = false;                 // continue from the run dir's latest complete checkpoint
+  bool resume = false;                 // continue from the run dir's newest checkpoint that loads
+  std::string resume_from;             // or from this checkpoint directory (any run's; implies resume)
 };
 
 // Exit codes of the CLI.

@@ -1,11 +1,14 @@
 // Checkpoint directories: save -> load is bit-exact for params, both AdamW moments and the trainer state; the files
 // are what PyTorch tools and a later resume read; latest_checkpoint picks the highest complete step by number;
-// rotation keeps the newest; loading into a table of a different model fails before touching the buffers.
+// rotation keeps the newest; loading into a table of a different model fails before touching the buffers; no
+// non-finite value is ever written or loaded; directory names never overflow.
 #include "trainer/checkpoint/checkpoint.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -285,6 +288,95 @@ TEST(Checkpoint, TrainerStateWithAKeyTwiceIsRejected) {
                                  step_line)),
             std::string::npos)
       << msg;
+}
+
+TEST(Checkpoint, SaveRefusesNonFiniteValuesAndWritesNothing) {
+  TempDir run;
+  const State good(6);
+  save(run, 10, good);
+  const fs::path root = run.path() / "checkpoints";
+  const ParamSpec& q = good.table.at("model.layers.0.self_attn.q_proj.weight");
+  const ParamSpec& alpha = good.table.at("model.norm.alpha");
+  const ParamSpec& head = good.table.at("lm_head.weight");
+  struct Case {
+    const char* what;
+    std::function<void(State&)> poison;
+    std::string phrase;
+  };
+  const std::vector<Case> cases = {
+      {"NaN param", [&](State& s) { s.params[q.offset + 3] = std::nanf(""); }, "parameter " + q.name},
+      {"inf exp_avg", [&](State& s) { s.m[alpha.offset] = -INFINITY; }, "exp_avg of " + alpha.name},
+      {"NaN exp_avg_sq", [&](State& s) { s.v[head.offset + head.numel - 1] = std::nanf(""); },
+       "exp_avg_sq of lm_head.weight"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    State bad(6);
+    c.poison(bad);
+    try {
+      save(run, 20, bad);
+      ADD_FAILURE() << "no NonFiniteError thrown";
+    } catch (const NonFiniteError& e) {
+      EXPECT_NE(std::string(e.what()).find(c.phrase), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("NaN or inf"), std::string::npos) << e.what();
+    }
+    // Neither the step nor its temp directory exists, and the earlier checkpoint is untouched.
+    EXPECT_EQ(entries(root), std::vector<std::string>{"step_00000010"});
+  }
+  std::vector<float> params(good.table.total());
+  load_checkpoint(params.data(), nullptr, nullptr, (root / "step_00000010").string(), good.table);
+  EXPECT_TRUE(same_bits(params, good.params));
+}
+
+TEST(Checkpoint, LoadRejectsNonFiniteTensorsNamingFileAndTensor) {
+  TempDir run;
+  const State s(8);
+  const std::string dir = save(run, 3, s);
+  const ParamSpec& up = s.table.at("model.layers.0.mlp.up_proj.weight");
+  std::vector<float> poisoned = s.v;
+  poisoned[up.offset + 5] = INFINITY;
+  std::vector<TensorRef> refs;
+  for (const ParamSpec& p : s.table.specs()) {
+    refs.push_back({"exp_avg." + p.name, p.shape, s.m.data() + p.offset});
+    refs.push_back({"exp_avg_sq." + p.name, p.shape, poisoned.data() + p.offset});
+  }
+  write_safetensors(dir + "/optimizer.st", refs);
+  std::vector<float> params(s.table.total()), m(s.table.total()), v(s.table.total());
+  const std::string msg = error_of([&] { load_checkpoint(params.data(), m.data(), v.data(), dir, s.table); });
+  EXPECT_NE(msg.find(dir + "/optimizer.st"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("exp_avg_sq." + up.name), std::string::npos) << msg;
+  EXPECT_NE(msg.find("NaN or inf"), std::string::npos) << msg;
+  // The weights alone are finite and load.
+  EXPECT_NO_THROW(load_checkpoint(params.data(), nullptr, nullptr, dir, s.table));
+
+  std::vector<float> nan_params = s.params;
+  nan_params[up.offset] = std::nanf("");
+  std::vector<TensorRef> model;
+  for (const ParamSpec& p : s.table.specs()) model.push_back({p.name, p.shape, nan_params.data() + p.offset});
+  write_safetensors(dir + "/model.safetensors", model);
+  const std::string weights = error_of([&] { load_checkpoint(params.data(), nullptr, nullptr, dir, s.table); });
+  EXPECT_NE(weights.find(dir + "/model.safetensors"), std::string::npos) << weights;
+  EXPECT_NE(weights.find(up.name), std::string::npos) << weights;
+}
+
+TEST(Checkpoint, StepOfADirectoryNameNeverOverflows) {
+  EXPECT_EQ(checkpoint_step("/runs/a/checkpoints/step_00000100"), 100);
+  EXPECT_EQ(checkpoint_step("step_0"), 0);
+  EXPECT_EQ(checkpoint_step("step_999999999999999999"), 999999999999999999);
+  EXPECT_EQ(checkpoint_step("step_9223372036854775807"), INT64_MAX);
+  for (const char* name : {"step_9223372036854775808", "step_99999999999999999999", "step_18446744073709551617",
+                           "step_", "step_-1", "step_+1", "step_1x", "step_100.tmp", "notes", "Step_1"})
+    EXPECT_FALSE(checkpoint_step(name).has_value()) << name;
+}
+
+TEST(Checkpoint, CompleteCheckpointsAreListedNewestFirst) {
+  TempDir run;
+  EXPECT_TRUE(complete_checkpoints_newest_first(run.path().string()).empty());
+  const State s(2);
+  const std::string a = save(run, 7, s), b = save(run, 30, s), c = save(run, 100000000, s);
+  fs::create_directories(run.path() / "checkpoints" / "step_99999999999999999999");  // not a step: ignored
+  fs::copy(c, run.path() / "checkpoints" / "step_99999999999999999999");
+  EXPECT_EQ(complete_checkpoints_newest_first(run.path().string()), (std::vector<std::string>{c, b, a}));
 }
 
 }  // namespace
