@@ -1,15 +1,13 @@
 // The dytrain command line. Small on purpose: everything a run does is in its config file; flags only pick the
 // file, override keys and place the run.
-#include <charconv>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <limits>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "parallel/runtime.h"
+#include "trainer/cli_args.h"
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/corpus/prepare.h"
 #include "trainer/sweep/cli.h"
@@ -105,14 +103,6 @@ int cmd_data(const std::vector<std::string>& args) {
   return dytrain::kExitOk;
 }
 
-// The whole of `text` as a decimal integer in [1, INT_MAX]: no sign, no trailing characters, no wrap-around.
-std::optional<int> positive_int(const std::string& text) {
-  int v = 0;
-  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || ptr != text.data() + text.size() || v < 1) return std::nullopt;
-  return v;
-}
-
 int cmd_check(const std::vector<std::string>& args) {
   dytrain::CheckOptions opt;
   std::vector<std::string> positional;
@@ -120,12 +110,9 @@ int cmd_check(const std::vector<std::string>& args) {
     const std::string& a = args[i];
     if (a == "--batch" || a == "--seq") {
       if (i + 1 == args.size()) return usage_error(a + " needs a value");
-      const std::string& text = args[++i];
-      const std::optional<int> v = positive_int(text);
-      if (!v)
-        return usage_error(a + " needs an integer in [1, " + std::to_string(std::numeric_limits<int>::max()) +
-                           "], got " + text);
-      (a == "--batch" ? opt.batch : opt.seq) = *v;
+      int v = 0;
+      if (const std::string e = dytrain::parse_int_flag(a, args[++i], 1, INT_MAX, &v); !e.empty()) return usage_error(e);
+      (a == "--batch" ? opt.batch : opt.seq) = v;
     } else if (a.rfind("--", 0) == 0) {
       return usage_error("unknown option " + a);
     } else {
