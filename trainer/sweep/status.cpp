@@ -8,6 +8,7 @@
 
 #include "trainer/checkpoint/atomic_file.h"
 #include "trainer/checkpoint/checkpoint.h"
+#include "trainer/checkpoint/trainer_state.h"
 #include "trainer/config/yaml_keys.h"
 
 namespace dytrain {
@@ -82,11 +83,15 @@ std::optional<SweepIndex> read_sweep_index(const std::string& sweep_dir) {
 }
 
 std::optional<long long> latest_checkpoint_step(const std::string& run_dir) {
-  const auto dir = latest_checkpoint(run_dir);
-  if (!dir) return std::nullopt;
-  // step_00000100 (checkpoint_dir_name)
-  const std::string name = fs::path(*dir).filename().string();
-  return std::stoll(name.substr(name.find('_') + 1));
+  // The newest checkpoint whose trainer_state.yaml is sound and agrees with its folder name, as --resume picks it: a
+  // damaged or copied folder (step_999999999999) must not mark a point done.
+  for (const std::string& dir : complete_checkpoints_newest_first(run_dir)) {
+    try {
+      return read_trainer_state(dir).step;
+    } catch (const CheckpointError&) {
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace dytrain

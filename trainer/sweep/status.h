@@ -39,7 +39,7 @@ struct SweepIndex {
 void write_sweep_index(const std::string& sweep_dir, const SweepIndex& index);
 std::optional<SweepIndex> read_sweep_index(const std::string& sweep_dir);
 
-// The step of the newest complete checkpoint under run_dir/checkpoints/, if any.
+// The step of the newest sound checkpoint under run_dir/checkpoints/ (the one --resume would pick), if any.
 std::optional<long long> latest_checkpoint_step(const std::string& run_dir);
 
 }  // namespace dytrain

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "tests/trainer/sweep/sweep_test_util.h"
+#include "trainer/checkpoint/checkpoint.h"
 #include "trainer/sweep/report.h"
 #include "trainer/sweep/runner.h"
 #include "trainer/sweep/slurm.h"
@@ -228,6 +229,29 @@ TEST_F(RunnerTest, StatusFileWithAKeyTwiceIsAnError) {
     EXPECT_NE(std::string(e.what()).find(expected), std::string::npos)
         << e.what();
   }
+}
+
+// Whether a point is done is read from its newest *sound* checkpoint, as --resume picks it: a copied folder with a
+// huge step, or one whose trainer_state.yaml disagrees with its name, must not mark the point finished.
+TEST(SweepStatus, OnlyASoundCheckpointGivesTheLatestStep) {
+  testing::TempDir run;
+  const auto make = [&](const std::string& name, int step) {
+    const fs::path d = run.path() / "checkpoints" / name;
+    fs::create_directories(d);
+    for (const char* f : kCheckpointFiles) std::ofstream(d / f) << "x";
+    std::ofstream(d / "trainer_state.yaml")
+        << fmt::format("step: {0}\ntokens: {1}\nadam_t: {0}\ndp: 1\nconfig_hash: 7\n"
+                       "train_loader: {{epoch: 0, cursor: {0}, seed: 1, shards: 1, tokens: 5000}}\n",
+                       step, step * 64);
+  };
+  EXPECT_EQ(latest_checkpoint_step(run.path().string()), std::nullopt);
+  make("step_00000040", 40);
+  EXPECT_EQ(latest_checkpoint_step(run.path().string()), 40);
+  make("step_999999999999999999", 40);    // a copy: its state says 40
+  make("step_99999999999999999999", 40);  // beyond int64: not a step name at all
+  make("step_00000900", 900);
+  std::ofstream(run.path() / "checkpoints" / "step_00000900" / "trainer_state.yaml") << "step: [";  // damaged
+  EXPECT_EQ(latest_checkpoint_step(run.path().string()), 40);
 }
 
 }  // namespace
