@@ -34,7 +34,9 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT  # ctest's timeout: clean up too
 ip netns add "$nsa" 2> /dev/null || { echo "SKIP: cannot create network namespaces here (ip netns add failed)"; exit 77; }
+unshare --uts true 2> /dev/null || { echo "SKIP: cannot create UTS namespaces here (unshare --uts failed)"; exit 77; }
 ip netns add "$nsb"
 ip link add "$veth_a" type veth peer name "$veth_b"
 ip link set "$veth_a" netns "$nsa"
@@ -180,7 +182,7 @@ echo "  mpirun's own report:"
 grep -v -e '^\[' -e 'watchdog' -e '^---' "$work/cut.log" | sed 's/^/    /'
 cut_s=$elapsed cut_rc=$rc
 ip -n "$nsb" link set "$veth_b" up
-last="$(ls "$work/cut/checkpoints" | sort | tail -n 1)"
+last="$(ls "$work/cut/checkpoints" | grep -E '^step_[0-9]+$' | sort | tail -n 1)"
 mpi_job cut --resume || fail "--resume after the cut"
 grep -q "resumed from .*$last" "$work/cut.log" || fail "the resumed run did not start from the last checkpoint $last"
 resume_step=$((10#${last#step_}))
