@@ -19,7 +19,7 @@
 # CUDA_VISIBLE_DEVICES and every -x NAME are exported to every rank; OMP_NUM_THREADS defaults to this host's cores /
 # the ranks of one node (--per-node, else the hostfile's or -H's slots per host). Options this script does not know
 # (--mca NAME VALUE, --map-by ...) go to mpirun unchanged, after its own. OpenMPI's TCP keepalive is set so a vanished
-# node ends the job in about 30 s (see below).
+# node ends the job in 20 to 40 s (see below).
 # DYTRAIN_BIN overrides the binary (default build/dytrain). --dry-run prints the command instead of running it.
 # To stop the job with a checkpoint (preemption), send SIGUSR1 to mpirun: it forwards it to every rank, which agree on
 # a step, checkpoint and exit with code 4. mpirun answers SIGTERM by killing the ranks, with no checkpoint.
@@ -104,10 +104,12 @@ cores="$(nproc)"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$((cores / ranks_per_node > 0 ? cores / ranks_per_node : 1))}"
 
 # A dead peer (cut link, powered-off node) leaves OpenMPI's daemon connections silent; without keepalive OpenMPI
-# notices after minutes (its default is 300 s idle + 9 x 20 s). 10 s idle + 4 probes 5 s apart ends the job about
-# 30 s after a node vanishes. A --mca NAME VALUE given here or an OMPI_MCA_NAME variable overrides each one.
+# notices after 8 minutes or more (its default: 300 s idle, then 9 probes 20 s apart). 15 s idle + 4 probes 5 s apart
+# ends the job 20 to 40 s after a node vanishes (the probes start 15 s after the last traffic, which may precede the
+# fault), after dytrain's watchdog line at parallel.timeout_s (15 s). A --mca NAME VALUE given here or an
+# OMPI_MCA_NAME variable overrides each one.
 mca=()
-keepalive=(oob_tcp_keepalive_time 10 oob_tcp_keepalive_intvl 5 oob_tcp_keepalive_probes 4)
+keepalive=(oob_tcp_keepalive_time 15 oob_tcp_keepalive_intvl 5 oob_tcp_keepalive_probes 4)
 for ((i = 0; i < ${#keepalive[@]}; i += 2)); do
   name="${keepalive[$i]}" given=0
   for ((j = 0; j + 1 < ${#passthrough[@]}; ++j)); do

@@ -5,7 +5,7 @@
 // own timeout; this one guards every host-side collective call.
 //
 // Why the grace: when a link is cut, mpirun can only end the job quickly while its connection to the lost host is
-// idle (OpenMPI's TCP keepalive, which launch/mpirun.sh sets to notice a dead peer in about 30 s, then declares the
+// idle (OpenMPI's TCP keepalive, which launch/mpirun.sh sets to notice a dead peer in 20 to 40 s, then declares the
 // host lost). A rank that exits makes mpirun send "kill" to every host, and a send into a dead link waits for TCP's
 // retransmissions (15 minutes) instead. So the line comes at the limit, and the exit, which ends the job when a peer
 // is stuck but reachable, only after keepalive had its chance.

@@ -36,7 +36,7 @@ expect "-x NAME forwarded" "$out" ' -x MY_VAR '
 expect "-x NAME=VALUE forwarded" "$out" ' -x SET_HERE=3 '
 expect_not "other variables stay local" "$out" 'UNRELATED'
 expect "threads from the hostfile's slots (1 rank per host of $cores cores)" "$out" "OMP_NUM_THREADS=$cores per rank"
-expect "keepalive time" "$out" '--mca oob_tcp_keepalive_time 10 '
+expect "keepalive time" "$out" '--mca oob_tcp_keepalive_time 15 '
 expect "keepalive interval" "$out" '--mca oob_tcp_keepalive_intvl 5 '
 expect "keepalive probes" "$out" '--mca oob_tcp_keepalive_probes 4 '
 expect "dytrain's arguments after the config" "$out" 'c.yaml --set train.max_steps=5 --run-dir runs/c$'
@@ -51,7 +51,7 @@ expect "OMP_NUM_THREADS set by the user wins" "$out" 'OMP_NUM_THREADS=3 per rank
 out="$(dry_run DYTRAIN_BIN=/bin/true OMPI_MCA_oob_tcp_keepalive_intvl=1 -np 2 --mca oob_tcp_keepalive_time 3 \
   -- "$work/c.yaml")"
 expect "a --mca keepalive setting replaces the launcher's" "$out" '--mca oob_tcp_keepalive_time 3 '
-expect_not "... and is not given twice" "$out" 'oob_tcp_keepalive_time 10'
+expect_not "... and is not given twice" "$out" 'oob_tcp_keepalive_time 15'
 expect_not "an OMPI_MCA_ keepalive variable replaces the launcher's" "$out" '--mca oob_tcp_keepalive_intvl'
 expect "the other keepalive settings stay" "$out" '--mca oob_tcp_keepalive_probes 4 '
 

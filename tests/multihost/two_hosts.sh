@@ -8,6 +8,7 @@
 #   3. a link cut mid-run ends the job within 60 s with a non-zero exit code and the watchdog's line naming the rank,
 #      its host and the peer group that stopped answering; the last checkpoint is intact and --resume continues
 #      exactly (bit-identical to the uninterrupted run).
+# Everything runs with the defaults a user gets: parallel.timeout_s and the launcher's keepalive.
 # Prints the measured times. Needs root and `ip netns`; exits 77 (skipped) without them. Everything it creates
 # (namespaces, veth, processes, files) is removed on exit, also when a check fails.
 #
@@ -71,7 +72,6 @@ optim: {lr: 0.003, min_lr: 0.0003, warmup_steps: 2}
 data: {train: $data/text_bytes_train.bin, val: $data/text_bytes_val.bin}
 train: {micro_batch: 4, seq_len: 32, max_steps: 100, log_every: 1, val_every: 50, val_batches: 2, device: cpu,
         ckpt_every: 5}
-parallel: {timeout_s: 10}
 CONFIG
 
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
