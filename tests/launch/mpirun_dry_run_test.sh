@@ -17,10 +17,14 @@ dry_run() {
   env -i PATH="$PATH" HOME="$work" "${vars[@]}" bash "$script" --dry-run "$@" 2>&1
 }
 expect() {  # expect DESCRIPTION OUTPUT REGEX
-  if grep -Eq -- "$3" <<< "$2"; then echo "ok: $1"; else echo "FAIL: $1: no match for /$3/ in:"; echo "$2"; failures=$((failures + 1)); fi
+  grep -Eq -- "$3" <<< "$2" && { echo "ok: $1"; return; }
+  printf 'FAIL: %s: no match for /%s/ in:\n%s\n' "$1" "$3" "$2"
+  failures=$((failures + 1))
 }
 expect_not() {
-  if grep -Eq -- "$3" <<< "$2"; then echo "FAIL: $1: unexpected /$3/ in:"; echo "$2"; failures=$((failures + 1)); else echo "ok: $1"; fi
+  grep -Eq -- "$3" <<< "$2" || { echo "ok: $1"; return; }
+  printf 'FAIL: %s: unexpected /%s/ in:\n%s\n' "$1" "$3" "$2"
+  failures=$((failures + 1))
 }
 
 cores="$(nproc)"

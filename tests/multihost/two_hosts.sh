@@ -36,7 +36,8 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 143' TERM INT  # ctest's timeout: clean up too
-ip netns add "$nsa" 2> /dev/null || { echo "SKIP: cannot create network namespaces here (ip netns add failed)"; exit 77; }
+ip netns add "$nsa" 2> /dev/null ||
+  { echo "SKIP: cannot create network namespaces here (ip netns add failed)"; exit 77; }
 unshare --uts true 2> /dev/null || { echo "SKIP: cannot create UTS namespaces here (unshare --uts failed)"; exit 77; }
 ip netns add "$nsb"
 ip link add "$veth_a" type veth peer name "$veth_b"
@@ -59,8 +60,8 @@ case "\$host" in
   host-b) ns=$nsb ;;
   *) echo "rsh.sh: unknown host \$host" >&2; exit 255 ;;
 esac
-exec ip netns exec "\$ns" unshare --uts /bin/sh -c 'hostname "\$1" && exec env -i PATH="\$2" HOME="\$3" /bin/sh -c "\$4"' \
-  sh "\$host" "$PATH" "$HOME" "\$*"
+exec ip netns exec "\$ns" unshare --uts \
+  /bin/sh -c 'hostname "\$1" && exec env -i PATH="\$2" HOME="\$3" /bin/sh -c "\$4"' sh "\$host" "$PATH" "$HOME" "\$*"
 AGENT
 chmod +x "$work/rsh.sh"
 printf 'host-a slots=1\nhost-b slots=1\n' > "$work/hosts"
