@@ -10,13 +10,13 @@
 // retransmissions (15 minutes) instead. So the line comes at the limit, and the exit, which ends the job when a peer
 // is stuck but reachable, only after keepalive had its chance.
 //
-// The limit: max(timeout, 20 x the slowest step so far); until the first step has finished, and while a checkpoint is
-// written or read (Relaxed), at least kSlowPhaseFloorS, because those phases include one-off work (first NCCL
-// connections, file I/O of the whole model) that a peer may legitimately still be doing.
+// The limit: max(timeout, 20 x the slowest step so far); until the first step has finished (start-up, a checkpoint
+// read by --resume) and while a checkpoint is written (Relaxed), at least kSlowPhaseFloorS, because those phases
+// include one-off work (first NCCL connections, file I/O of the whole model) that a peer may legitimately still be
+// doing.
 #pragma once
 #include <condition_variable>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <thread>
 
@@ -74,7 +74,7 @@ class Watchdog {
   void end();
   void step_done(double step_s);
 
-  // While one lives (checkpoint save and load), the limit is at least kSlowPhaseFloorS. A null watchdog is allowed.
+  // While one lives (a checkpoint being written), the limit is at least kSlowPhaseFloorS. A null watchdog is allowed.
   class Relaxed {
    public:
     explicit Relaxed(Watchdog* w);
