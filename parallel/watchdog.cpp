@@ -18,7 +18,24 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// An OMPI_MCA_ variable as a number, or `fallback` when unset or not a number.
+double mca_number(const char* name, double fallback) {
+  const char* text = std::getenv(name);
+  if (!text || !*text) return fallback;
+  char* end = nullptr;
+  const double value = std::strtod(text, &end);
+  return *end == '\0' ? value : fallback;
+}
+
 }  // namespace
+
+double openmpi_keepalive_grace_s() {
+  const double time = mca_number("OMPI_MCA_oob_tcp_keepalive_time", 300);
+  if (time <= 0) return 30.0;
+  const double interval = mca_number("OMPI_MCA_oob_tcp_keepalive_intvl", 20);
+  const double probes = mca_number("OMPI_MCA_oob_tcp_keepalive_probes", 9);
+  return time + interval * probes + 5.0;
+}
 
 void WatchdogState::begin(const char* op, const std::string* group, double now) {
   op_ = op;
@@ -66,7 +83,7 @@ WatchdogState::Verdict WatchdogState::check(double now) {
                       op_, *group_, waited, limit, limit_reason(), grace_s_)};
 }
 
-Watchdog::Watchdog(double timeout_s, std::string self, int exit_code, double poll_s, double grace_s)
+Watchdog::Watchdog(double timeout_s, double grace_s, std::string self, int exit_code, double poll_s)
     : state_(timeout_s, grace_s), self_(std::move(self)), exit_code_(exit_code), poll_s_(poll_s) {
   thread_ = std::thread([this] { watch(); });
 }

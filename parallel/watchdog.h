@@ -1,6 +1,6 @@
 // The collective watchdog: a rank that waits in a collective for a peer that never answers (a cut link, a vanished
-// host, a rank stuck outside MPI) prints one line naming itself and the peers it waits for, and ends itself
-// kExitGraceS later if the collective has still not completed, so mpirun takes the job down instead of leaving every
+// host, a rank stuck outside MPI) prints one line naming itself and the peers it waits for, and ends itself a grace
+// period later if the collective has still not completed, so mpirun takes the job down instead of leaving every
 // rank spinning until OpenMPI's own timeouts (8 minutes and more) or the scheduler's limit. The NCCL backend has its
 // own timeout; this one guards every host-side collective call.
 //
@@ -8,7 +8,7 @@
 // idle (OpenMPI's TCP keepalive, which launch/mpirun.sh sets to notice a dead peer in 20 to 40 s, then declares the
 // host lost). A rank that exits makes mpirun send "kill" to every host, and a send into a dead link waits for TCP's
 // retransmissions (15 minutes) instead. So the line comes at the limit, and the exit, which ends the job when a peer
-// is stuck but reachable, only after keepalive had its chance.
+// is stuck but reachable, only after keepalive had its chance (openmpi_keepalive_grace_s).
 //
 // The limit: max(timeout, 20 x the slowest step so far); until the first step has finished (start-up, a checkpoint
 // read by --resume) and while a checkpoint is written (Relaxed), at least kSlowPhaseFloorS, because those phases
@@ -23,12 +23,17 @@
 namespace dytrain {
 
 constexpr double kSlowPhaseFloorS = 300.0;
-constexpr double kExitGraceS = 30.0;
+
+// The grace between the line and the exit: the longest OpenMPI's keepalive takes to declare a silent peer lost
+// (time + intvl x probes, from the OMPI_MCA_oob_tcp_keepalive_* variables mpirun gives its ranks, else OpenMPI's
+// defaults 300 + 20 x 9) plus 5 s for mpirun to end the job; 30 s when keepalive is off (time <= 0). launch/mpirun.sh
+// sets 15 + 5 x 4: 40 s.
+double openmpi_keepalive_grace_s();
 
 // The decision, without a clock or a thread: times are seconds on any monotonic clock, passed in, so tests drive it.
 class WatchdogState {
  public:
-  explicit WatchdogState(double timeout_s, double grace_s = kExitGraceS) : timeout_s_(timeout_s), grace_s_(grace_s) {}
+  WatchdogState(double timeout_s, double grace_s) : timeout_s_(timeout_s), grace_s_(grace_s) {}
 
   // A collective `op` (a string literal) of `group` (kept alive by the caller) starts or ends at `now`.
   void begin(const char* op, const std::string* group, double now);
@@ -40,7 +45,7 @@ class WatchdogState {
   double limit_s() const;
   std::string limit_reason() const;
   // What to do at `now`: nothing, print `line` (the collective has waited past limit_s(); once per collective), or
-  // print `line` and exit (it has waited kExitGraceS more).
+  // print `line` and exit (it has waited grace_s more).
   struct Verdict {
     enum { none, warn, exit } action = none;
     std::string line;
@@ -64,8 +69,9 @@ class WatchdogState {
 // the rest of the job when a rank exits non-zero.
 class Watchdog {
  public:
-  // self: "rank R on HOST". poll_s: how often the thread looks; grace_s: kExitGraceS (the tests shorten both).
-  Watchdog(double timeout_s, std::string self, int exit_code, double poll_s = 1.0, double grace_s = kExitGraceS);
+  // self: "rank R on HOST". grace_s: see openmpi_keepalive_grace_s. poll_s: how often the thread looks (the tests
+  // shorten it).
+  Watchdog(double timeout_s, double grace_s, std::string self, int exit_code, double poll_s = 1.0);
   ~Watchdog();
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;

@@ -95,7 +95,7 @@ void watch_collectives(Mesh& mesh, double timeout_s, int exit_code) {
   if (mesh.world_size == 1 || timeout_s <= 0) return;
   const std::vector<std::string> hosts = host_names(*mesh.world, mesh.host);
   const int r = mesh.world_rank;
-  mesh.watchdog = std::make_unique<Watchdog>(timeout_s, process_label(), exit_code);
+  mesh.watchdog = std::make_unique<Watchdog>(timeout_s, openmpi_keepalive_grace_s(), process_label(), exit_code);
   mesh.world = make_watched_communicator(std::move(mesh.world), *mesh.watchdog,
                                          describe("world", hosts, 0, mesh.world_size, 1, r));
   mesh.dp_group = make_watched_communicator(std::move(mesh.dp_group), *mesh.watchdog,

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <thread>
 
 #include "parallel/watched_comm.h"
@@ -15,7 +16,7 @@ namespace {
 const std::string kGroup = "the dp group of world ranks 0 on host-a, 1 on host-b (this is rank 0)";
 
 TEST(WatchdogState, QuietWithoutCollectiveInProgress) {
-  WatchdogState s(10.0);
+  WatchdogState s(10.0, 30.0);
   s.step_done(0.1);
   EXPECT_EQ(s.check(1e6).action, WatchdogState::Verdict::none);
   s.begin("all_reduce", &kGroup, 0.0);
@@ -24,7 +25,7 @@ TEST(WatchdogState, QuietWithoutCollectiveInProgress) {
 }
 
 TEST(WatchdogState, FloorBeforeTheFirstStep) {
-  WatchdogState s(10.0);
+  WatchdogState s(10.0, 30.0);
   EXPECT_EQ(s.limit_s(), kSlowPhaseFloorS);
   s.begin("broadcast", &kGroup, 100.0);
   EXPECT_EQ(s.check(100.0 + kSlowPhaseFloorS - 1).action, WatchdogState::Verdict::none);
@@ -64,7 +65,7 @@ TEST(WatchdogState, ACollectiveThatCompletesInTheGraceIsForgiven) {
 }
 
 TEST(WatchdogState, TwentySlowestStepsWhenLonger) {
-  WatchdogState s(10.0);
+  WatchdogState s(10.0, 30.0);
   s.step_done(2.0);
   s.step_done(0.5);  // the slowest step so far counts, not the last
   EXPECT_EQ(s.limit_s(), 40.0);
@@ -74,12 +75,27 @@ TEST(WatchdogState, TwentySlowestStepsWhenLonger) {
 }
 
 TEST(WatchdogState, FloorWhileRelaxed) {
-  WatchdogState s(10.0);
+  WatchdogState s(10.0, 30.0);
   s.step_done(0.1);
   s.set_relaxed(true);
   EXPECT_EQ(s.limit_s(), kSlowPhaseFloorS);
   s.set_relaxed(false);
   EXPECT_EQ(s.limit_s(), 10.0);
+}
+
+// The grace follows the keepalive mpirun runs with, so the exit never comes before OpenMPI could notice a lost host.
+TEST(WatchdogGrace, FromOpenMpiKeepalive) {
+  const char* names[] = {"OMPI_MCA_oob_tcp_keepalive_time", "OMPI_MCA_oob_tcp_keepalive_intvl",
+                         "OMPI_MCA_oob_tcp_keepalive_probes"};
+  for (const char* n : names) unsetenv(n);
+  EXPECT_EQ(openmpi_keepalive_grace_s(), 300 + 20 * 9 + 5);  // OpenMPI's defaults
+  setenv(names[0], "15", 1);
+  setenv(names[1], "5", 1);
+  setenv(names[2], "4", 1);
+  EXPECT_EQ(openmpi_keepalive_grace_s(), 15 + 5 * 4 + 5);  // launch/mpirun.sh's
+  setenv(names[0], "0", 1);
+  EXPECT_EQ(openmpi_keepalive_grace_s(), 30);  // keepalive off: nothing to wait for
+  for (const char* n : names) unsetenv(n);
 }
 
 // Ends the process from the watchdog thread while the main thread is blocked (here: sleeping in a fake collective).
@@ -102,7 +118,7 @@ TEST(WatchdogDeathTest, EndsARankStuckInACollective) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
       {
-        Watchdog watchdog(0.2, "rank 0 on host-a", 1, /*poll_s=*/0.02, /*grace_s=*/0.3);
+        Watchdog watchdog(0.2, /*grace_s=*/0.3, "rank 0 on host-a", 1, /*poll_s=*/0.02);
         watchdog.step_done(0.001);
         auto comm = make_watched_communicator(std::make_unique<BlockingCommunicator>(), watchdog, kGroup);
         comm->barrier();
@@ -115,7 +131,7 @@ TEST(WatchdogDeathTest, EndsARankStuckInACollective) {
 // Collectives that return leave the watchdog quiet through many limits; exits 0, or 3 when a call did not reach the
 // wrapped communicator.
 [[noreturn]] void run_finished_collectives() {
-  Watchdog watchdog(0.05, "rank 0 on host-a", 1, /*poll_s=*/0.01, /*grace_s=*/0.05);
+  Watchdog watchdog(0.05, /*grace_s=*/0.05, "rank 0 on host-a", 1, /*poll_s=*/0.01);
   watchdog.step_done(0.001);
   auto comm = make_watched_communicator(make_self_communicator(), watchdog, kGroup);
   float x[2] = {1.0f, 2.0f};
