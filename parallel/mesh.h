@@ -6,6 +6,7 @@
 #include <string>
 
 #include "parallel/comm.h"
+#include "parallel/watchdog.h"
 
 namespace dytrain {
 
@@ -16,6 +17,9 @@ struct Mesh {
   int local_rank = 0;  // rank among the processes on this host
   int local_size = 1;  // processes on this host
   std::string host;
+  // Guards the communicators below (watch_collectives in watched_comm.h; null: unguarded). Declared first so it
+  // outlives them.
+  std::unique_ptr<Watchdog> watchdog;
   std::unique_ptr<Communicator> world;     // all ranks
   std::unique_ptr<Communicator> dp_group;  // the dp ranks with this tp_rank, ordered by dp_rank
   std::unique_ptr<Communicator> tp_group;  // the tp ranks with this dp_rank, ordered by tp_rank

@@ -1,6 +1,10 @@
-// Bias-free linear layers. With OpenBLAS (DYTRAIN_HAVE_BLAS) all three products are one cblas_sgemm each, the
-// backward ones with beta = 1 so they accumulate in place. Without BLAS, OpenMP loops over tiles of output rows,
-// with the innermost loop over k, contiguous in memory:
+// Bias-free linear layers. With OpenBLAS (DYTRAIN_HAVE_BLAS) each product is cut into fixed kBlasTile x kBlasTile
+// tiles of its output, spread over OpenMP threads, and each tile is one single-threaded cblas_sgemm (the backward ones
+// with beta = 1, accumulating in place). OpenBLAS's own threading is not used: it splits a product between its
+// threads by their number, and the edge kernels then round some elements differently (observed: grad_norm and the
+// site statistics differing in the last bits between 1 and 2 threads at M 1000 x K 100 x N 320). Fixed tiles make
+// the result depend only on the shapes. Without BLAS, OpenMP loops over tiles of output rows, with the innermost loop
+// over k, contiguous in memory:
 //   forward  out[m, n] = dot(inp[m, :], weight[n, :])   an `omp simd` dot (lane order fixed at compile time);
 //   dinp     dinp[m, :] += dout[m, n] * weight[n, :]     axpy over k, n in order;
 //   dweight  dweight[n, :] += dout[m, n] * inp[m, :]     axpy over k, m in order.
@@ -17,15 +21,49 @@ namespace dytrain::cpu {
 
 #ifdef DYTRAIN_HAVE_BLAS
 
+namespace {
+
+// 256 x 256 output elements per sgemm call: packing the operands costs about (1/256 + 1/256) of the arithmetic.
+constexpr int64_t kBlasTile = 256;
+
+// Calls gemm(r0, rows, c0, cols) once per tile of a (R, C) output, tiles in any order on any thread. OpenBLAS is
+// pinned to one thread here, whatever OPENBLAS_NUM_THREADS or OMP_NUM_THREADS gave it when it loaded.
+template <class Gemm>
+void for_each_tile(int64_t R, int64_t C, Gemm gemm) {
+  if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+  const int64_t row_tiles = (R + kBlasTile - 1) / kBlasTile;
+  const int64_t col_tiles = (C + kBlasTile - 1) / kBlasTile;
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < row_tiles * col_tiles; ++t) {
+    const int64_t r0 = t / col_tiles * kBlasTile;
+    const int64_t c0 = t % col_tiles * kBlasTile;
+    gemm(r0, std::min(kBlasTile, R - r0), c0, std::min(kBlasTile, C - c0));
+  }
+}
+
+}  // namespace
+
 void matmul_forward(float* out, const float* inp, const float* weight, int64_t M, int64_t K, int64_t N) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, inp, K, weight, K, 0.0f, out, N);
+  for_each_tile(M, N, [&](int64_t m0, int64_t m, int64_t n0, int64_t n) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, K, 1.0f, inp + m0 * K, K, weight + n0 * K, K, 0.0f,
+                out + m0 * N + n0, N);
+  });
 }
 
 void matmul_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight, int64_t M,
                      int64_t K, int64_t N) {
-  if (dinp) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N, 1.0f, dout, N, weight, K, 1.0f, dinp, K);
-  if (dweight)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0f, dout, N, inp, K, 1.0f, dweight, K);
+  if (dinp) {
+    for_each_tile(M, K, [&](int64_t m0, int64_t m, int64_t k0, int64_t k) {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, N, 1.0f, dout + m0 * N, N, weight + k0, K, 1.0f,
+                  dinp + m0 * K + k0, K);
+    });
+  }
+  if (dweight) {
+    for_each_tile(N, K, [&](int64_t n0, int64_t n, int64_t k0, int64_t k) {
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, M, 1.0f, dout + n0, N, inp + k0, K, 1.0f,
+                  dweight + n0 * K + k0, K);
+    });
+  }
 }
 
 #else

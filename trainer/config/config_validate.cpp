@@ -193,6 +193,9 @@ void check_parallel(Checker& c, const ParallelConfig& p, const ModelConfig& m) {
   c.positive("parallel.bucket_mb", p.bucket_mb);
   c.check(p.gpu_comm == "nccl" || p.gpu_comm == "mpi", "parallel.gpu_comm",
           fmt::format("must be nccl or mpi (device buffers staged through host memory), got '{}'", p.gpu_comm));
+  c.check(std::isfinite(p.timeout_s) && p.timeout_s >= 0, "parallel.timeout_s",
+          fmt::format("must be >= 0 (seconds a collective may wait for its peers; 0 disables the watchdog), got {}",
+                      p.timeout_s));
   if (!c.positive("parallel.tp", p.tp) || p.tp == 1) return;
   auto divides = [&](const char* key, int64_t value) {
     c.check_pair(value > 0 && value % p.tp == 0, "parallel.tp", key,

@@ -19,6 +19,7 @@
 
 #include "parallel/mesh.h"
 #include "parallel/runtime.h"
+#include "parallel/watched_comm.h"
 #include "trainer/checkpoint/atomic_file.h"
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/checkpoint/trainer_state.h"
@@ -293,6 +294,7 @@ void Trainer::calibrate_alphas() {
 }
 
 void Trainer::save_checkpoint_now() {
+  const Watchdog::Relaxed io_time(mesh_.watchdog.get());  // ranks may write their shards at different speeds
   YAML::Node state;
   state["step"] = step_;
   state["tokens"] = tokens_seen_;
@@ -433,6 +435,7 @@ int Trainer::run() {
     mesh_.world->all_reduce(&stop, 1, ReduceOp::max);
     const bool ckpt_now = step == tc.max_steps || (tc.ckpt_every > 0 && step % tc.ckpt_every == 0);
     if (ckpt_now || stop > 0) save_checkpoint_now();
+    if (mesh_.watchdog) mesh_.watchdog->step_done(std::chrono::duration<double>(Clock::now() - t0).count());
     if (stop > 0 && step < tc.max_steps) {
       log_->warn("stopped by a signal after step {}; continue with --resume", step);
       return kExitInterrupted;
@@ -472,6 +475,7 @@ int train(const TrainOptions& opt) {
     } catch (const std::exception& e) {
       throw InputError(e.what());
     }
+    watch_collectives(mesh, cfg.parallel.timeout_s, kExitError);
     on_all_ranks(*mesh.world, [&] { device = resolve_device(cfg, mesh); });
     try {
       check_same_on_all_ranks(*mesh.world, device == "cuda",

@@ -1,5 +1,6 @@
 // Linear layers: forward and both backward products against a naive double triple loop on ragged sizes, the +=
-// semantics of backward (onto non-zero gradients), skipping a nullptr output, and finite differences.
+// semantics of backward (onto non-zero gradients), skipping a nullptr output, finite differences, and results that are
+// bit-identical whatever the thread count.
 #include <cmath>
 #include <vector>
 
@@ -7,6 +8,10 @@
 
 #include "kernels/cpu/matmul.h"
 #include "tests/kernels/cpu/op_test_util.h"
+
+// OpenBLAS's own thread count, when the build uses OpenBLAS (weak: null without it). Threads given to OpenBLAS
+// when it loads (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS) must not change a result either.
+extern "C" void openblas_set_num_threads(int) __attribute__((weak));
 
 namespace dytrain::cpu {
 namespace {
@@ -97,6 +102,33 @@ TEST(CpuMatmul, BackwardMatchesFiniteDifferences) {
   // most 7 outputs of size <= 5: sqrt(7) * 3e-7 / 2e-2 ~ 4e-5. Tolerance 2e-4.
   expect_grad_near(dinp.data(), fd_gradient(inp.data(), inp.size(), 1e-2, obj), 2e-4, 1e-4, "dinp");
   expect_grad_near(dweight.data(), fd_gradient(weight.data(), weight.size(), 1e-2, obj), 2e-4, 1e-4, "dweight");
+}
+
+// 1, 2 and 3 threads (OpenMP and OpenBLAS both), on shapes that are not multiples of any kernel's unroll and big
+// enough for OpenBLAS to use its threads: OpenBLAS splitting a product by thread count gave 1 vs 2 thread
+// differences in the last bits on exactly these shapes.
+TEST(CpuMatmul, BitIdenticalWhateverTheThreadCount) {
+  const int64_t shapes[][3] = {{1000, 100, 320}, {513, 77, 999}, {1023, 130, 381}};
+  for (const auto& shape : shapes) {
+    const int64_t M = shape[0], K = shape[1], N = shape[2];
+    SCOPED_TRACE(testing::Message() << "M=" << M << " K=" << K << " N=" << N);
+    const auto inp = random_vec(M * K, 40), weight = random_vec(N * K, 41), dout = random_vec(M * N, 42);
+    std::vector<float> out[3], dinp[3], dweight[3];
+    for (int t = 0; t < 3; ++t) {
+      test::ScopedThreads threads(t + 1);
+      if (openblas_set_num_threads) openblas_set_num_threads(t + 1);
+      out[t].assign(M * N, 0.0f);
+      dinp[t].assign(M * K, 0.5f);
+      dweight[t].assign(N * K, 0.25f);
+      matmul_forward(out[t].data(), inp.data(), weight.data(), M, K, N);
+      matmul_backward(dinp[t].data(), dweight[t].data(), dout.data(), inp.data(), weight.data(), M, K, N);
+    }
+    for (int t = 1; t < 3; ++t) {
+      EXPECT_EQ(out[0], out[t]) << t + 1 << " threads";
+      EXPECT_EQ(dinp[0], dinp[t]) << t + 1 << " threads";
+      EXPECT_EQ(dweight[0], dweight[t]) << t + 1 << " threads";
+    }
+  }
 }
 
 }  // namespace

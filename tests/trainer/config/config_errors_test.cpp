@@ -73,6 +73,7 @@ const std::vector<BadValue> kBadValues = {
     {"parallel.tp", "3", "must divide model.n_heads"},
     {"parallel.bucket_mb", "0", "must be > 0"},
     {"parallel.gpu_comm", "gloo", "must be nccl or mpi"},
+    {"parallel.timeout_s", "-1", "must be >= 0"},
     {"model.n_heads", "3", "does not divide model.dim (32)"},
     {"model.dim", "36", "must be even for RoPE"},  // 36 / 4 heads = 9
     {"model.n_kv_heads", "3", "must divide model.n_heads (4)"},
