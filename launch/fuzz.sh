@@ -6,7 +6,9 @@
 # Builds them with clang as libFuzzer binaries (ASan + UBSan, CPU only) in build-fuzz/, only what they link (the
 # config, checkpoint, data, tokenizer and sweep-spec libraries: no model, kernels, MPI or CUDA), then runs each for
 # SECONDS on a fresh copy of its seed corpus (tests/fuzz/corpus/<name>/) plus its past findings
-# (tests/fuzz/regressions/<name>/). Inputs found along the way stay in build-fuzz/, never in the tree.
+# (tests/fuzz/regressions/<name>/), with tests/fuzz/<name>.dict as its dictionary where there is one (keys, YAML
+# syntax and edge numbers such as 2^63 - 1, which random mutation rarely spells). Inputs found along the way stay in
+# build-fuzz/, never in the tree.
 #
 # A finding is a crash, a sanitizer report, an input running over 10 s, a process over 2 GB, or an exception a
 # reader must not throw for bad input (std::bad_alloc and friends: tests/fuzz/fuzz_input.h). The script then exits 1
@@ -29,8 +31,8 @@ targets=(config safetensors shard trainer_state gpt2_files sweep_spec)
 jobs=${FUZZ_JOBS:-$(nproc)}
 cxx=${FUZZ_CXX:-clang++}
 if ! command -v "$cxx" >/dev/null; then
-  echo "fuzz: $cxx not found; install clang and libFuzzer (Debian 12: apt-get install clang libclang-rt-14-dev," \
-       "Ubuntu 24.04: clang libclang-rt-18-dev) or point FUZZ_CXX at a clang++" >&2
+  echo "fuzz: $cxx not found; install clang with its libFuzzer runtime (apt-get install clang libclang-rt-dev)" \
+       "or point FUZZ_CXX at a clang++" >&2
   exit 2
 fi
 
@@ -48,11 +50,13 @@ run_target() {
   rm -rf "$work"
   mkdir -p "$work/corpus"
   cp tests/fuzz/corpus/"$name"/* "$work/corpus/"
-  local dirs=("$work/corpus")
+  local dirs=("$work/corpus") options=()
   if [ -d "tests/fuzz/regressions/$name" ]; then dirs+=("tests/fuzz/regressions/$name"); fi
+  if [ -f "tests/fuzz/$name.dict" ]; then options+=(-dict="tests/fuzz/$name.dict"); fi
   local rc=0
   UBSAN_OPTIONS=print_stacktrace=1 "build-fuzz/tests/fuzz/fuzz_$name" -max_total_time="$seconds" -timeout=10 \
-    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$work/" "${dirs[@]}" > "$work/log.txt" 2>&1 || rc=$?
+    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$work/" "${options[@]}" "${dirs[@]}" \
+    > "$work/log.txt" 2>&1 || rc=$?
   echo "$rc" > "$work/rc"
 }
 
