@@ -28,7 +28,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::vector<int32_t> tokens(size_t(opt.batch) * (opt.seq_len + 1));
     for (int i = 0; i < 3; ++i) {
       loader.next(tokens.data());
-      for (const int32_t t : tokens) fuzz::fuzz_check(t >= 0 && t < opt.vocab_size, "the loader gave an id out of range");
+      for (const int32_t t : tokens)
+        fuzz::fuzz_check(t >= 0 && t < opt.vocab_size, "the loader gave an id out of range");
     }
   });
   return 0;
