@@ -19,6 +19,7 @@
 #include "trainer/data/loader.h"
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 #include <utility>
@@ -187,10 +188,14 @@ void TokenLoader::restore(const YAML::Node& state) {
                                          "'{}' now holds {}; resume with the same data",
                                          tokens, opt_.shards, total_tokens()));
   }
-  if (epoch < 0) {
-    throw std::runtime_error(fmt::format("loader state key 'epoch': {} is negative", epoch));
+  // The largest int64 is refused too: next() could not move past that epoch without overflowing.
+  if (epoch < 0 || epoch == std::numeric_limits<int64_t>::max()) {
+    throw std::runtime_error(fmt::format("loader state key 'epoch': {} is out of range (0 <= epoch < 2^63 - 1); the "
+                                         "checkpoint's trainer_state.yaml is damaged",
+                                         epoch));
   }
-  if (cursor < 0 || cursor % opt_.batch != 0 || cursor + opt_.batch > per_rank_) {
+  // per_rank_ >= batch (the constructor checks it), so the bound cannot overflow as cursor + batch could.
+  if (cursor < 0 || cursor % opt_.batch != 0 || cursor > per_rank_ - opt_.batch) {
     throw std::runtime_error(fmt::format("loader state key 'cursor': {} does not fit {} windows per rank in batches "
                                          "of {}; resume with the same batch size and data-parallel size",
                                          cursor, per_rank_, opt_.batch));

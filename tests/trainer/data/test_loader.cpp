@@ -214,6 +214,11 @@ TEST(TokenLoader, RestoreRejectsStateOfOtherDataNamingTheKey) {
   st = loader.state();
   st["cursor"] = 12;  // past the 12 windows of one rank
   expect_key("cursor", st);
+  st["cursor"] = INT64_MAX - 1;  // even, so only the range check can catch it, and cursor + batch overflows
+  expect_key("cursor", st);
+  st = loader.state();
+  st["epoch"] = INT64_MAX;  // the next epoch could not be counted
+  expect_key("epoch", st);
   st = loader.state();
   st.remove("epoch");
   expect_key("epoch", st);
