@@ -1,13 +1,12 @@
-// Fuzz target: a checkpoint's trainer_state.yaml as a resume reads it. Parsed as load_checkpoint parses it
-// (YAML::LoadFile), the fields the trainer's restore() takes (step, tokens, config_hash, dp; adam_t for the
-// optimizer) are read with the same types, then the loader position goes to TokenLoader::restore over a fixed small
-// shard. A state that restore() accepts must leave the loader able to produce a batch of in-range ids.
-#include <yaml-cpp/yaml.h>
-
+// Fuzz target: a checkpoint's trainer_state.yaml as a resume reads it: read_trainer_state (every key present, typed
+// and in range, step equal to the folder's step_N), then the loader position goes to TokenLoader::restore over a
+// fixed small shard. A state both accept must leave the loader able to produce a batch of in-range ids.
 #include <cstdint>
+#include <filesystem>
 #include <vector>
 
 #include "tests/fuzz/fuzz_input.h"
+#include "trainer/checkpoint/trainer_state.h"
 #include "trainer/data/loader.h"
 #include "trainer/data/shard.h"
 
@@ -38,14 +37,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const LoaderOptions opt = loader_options();
   const std::string path = fuzz::write_input("step_00000010/trainer_state.yaml", fuzz::as_text(data, size));
   fuzz::expect_clean([&] {
-    const YAML::Node state = YAML::LoadFile(path);
-    (void)state["step"].as<int64_t>();
-    (void)state["tokens"].as<int64_t>();
-    (void)state["adam_t"].as<int64_t>();
-    (void)state["config_hash"].as<uint64_t>();
-    if (state["dp"]) (void)state["dp"].as<int64_t>();
+    const TrainerState state = read_trainer_state(std::filesystem::path(path).parent_path().string());
     TokenLoader loader(opt);
-    loader.restore(state["train_loader"]);
+    loader.restore(state.train_loader);
     std::vector<int32_t> tokens(size_t(opt.batch) * (opt.seq_len + 1));
     loader.next(tokens.data());
     for (const int32_t t : tokens) fuzz::fuzz_check(t >= 0 && t < opt.vocab_size, "a restored loader gave a bad id");
