@@ -19,7 +19,9 @@
 # Napkin math: the clang build compiles 25 files with sanitizers, 46 s of CPU (measured: 1m12 on 2 busy cores; once,
 # rebuilds are incremental); the fuzzing takes 6 targets x SECONDS / FUZZ_JOBS (default: one target per core), i.e.
 # 3 min for 60 s on 2 cores. Measured end to end from an empty build-fuzz/: 4m07 for `bash launch/fuzz.sh 60` on 2
-# cores. Environment: FUZZ_JOBS (targets at a time), FUZZ_CXX (default clang++).
+# cores. Environment: FUZZ_JOBS (targets at a time), FUZZ_CXX (default clang++), FUZZ_SEED (libFuzzer's -seed: a
+# fixed seed replays the same input sequence, so CI on main repeats what passed here instead of drawing new inputs;
+# unset, every run explores new ones).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,6 +56,7 @@ run_target() {
   local dirs=("$work/corpus") options=()
   if [ -d "tests/fuzz/regressions/$name" ]; then dirs+=("tests/fuzz/regressions/$name"); fi
   if [ -f "tests/fuzz/$name.dict" ]; then options+=(-dict="tests/fuzz/$name.dict"); fi
+  if [ -n "${FUZZ_SEED:-}" ]; then options+=(-seed="$FUZZ_SEED"); fi
   local rc=0
   UBSAN_OPTIONS=print_stacktrace=1 "build-fuzz/tests/fuzz/fuzz_$name" -max_total_time="$seconds" -timeout=10 \
     -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$work/" "${options[@]}" "${dirs[@]}" \

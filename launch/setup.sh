@@ -5,6 +5,7 @@
 #   build:      g++, cmake, ninja, yaml-cpp, spdlog, fmt, OpenBLAS, GoogleTest, OpenMPI, SentencePiece
 #   data:       r-cran-janeaustenr (the default corpus), nodejs + npm (GPT-2 BPE files and test vectors)
 #   plots:      python3-matplotlib (sweep reports, dytrain plot)
+#   tests:      clang + libclang-rt-dev (libFuzzer, launch/fuzz.sh), iproute2 (the two-host test's namespaces)
 #   CUDA:       not installed here; when nvcc is on the machine the build switches the CUDA backend on by itself.
 #
 #   bash launch/setup.sh --corpora   also installs the packages of the larger data recipes (configs/data/: bible,
@@ -22,6 +23,7 @@ PACKAGES=(
   libsentencepiece-dev zlib1g-dev
   r-cran-janeaustenr
   python3-matplotlib
+  clang libclang-rt-dev iproute2
 )
 # Node.js may come from elsewhere (a NodeSource nodejs bundles npm and conflicts with Debian's npm): only install
 # Debian's when there is no npm at all.
