@@ -41,6 +41,18 @@ void AtomicFile::write(const void* data, size_t size_bytes) {
   }
 }
 
+void AtomicFile::write_at(const void* data, size_t size_bytes, uint64_t offset) {
+  const char* p = static_cast<const char*>(data);
+  while (size_bytes > 0) {
+    ssize_t n = ::pwrite(fd_, p, size_bytes, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw io_error("cannot write", tmp_path_);
+    p += n;
+    offset += static_cast<uint64_t>(n);
+    size_bytes -= static_cast<size_t>(n);
+  }
+}
+
 void AtomicFile::commit() {
   if (::fsync(fd_) != 0) throw io_error("cannot fsync", tmp_path_);
   int fd = fd_;

@@ -3,6 +3,7 @@
 // exception mid-write) removes its .tmp. POSIX file descriptors rather than iostreams because fsync needs the fd.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace dytrain {
@@ -15,6 +16,9 @@ class AtomicFile {
   AtomicFile& operator=(const AtomicFile&) = delete;
 
   void write(const void* data, size_t size_bytes);
+  // At byte `offset` of the file (pwrite: the sequential position of write() is not moved); a gap left behind reads
+  // as zeros.
+  void write_at(const void* data, size_t size_bytes, uint64_t offset);
   void commit();  // fsync, close, rename onto the final path
 
  private:

@@ -12,20 +12,28 @@
 //   the old set of checkpoints or the new one, never a half-written step_ directory that looks complete.
 // - Rotation only removes complete checkpoints of earlier steps, never the one just written, and never later steps
 //   (those belong to a run this one did not resume from; deleting them silently is the caller's decision to make).
-// - Loading checks every name and shape before reading a byte, and reads straight into the caller's flat buffers.
+// - Loading checks every name and shape before reading a byte, and reads straight into the caller's flat buffers:
+//   only the slice the caller holds (a tensor-parallel rank's blocks, a ZeRO-1 rank's range of the moments), with
+//   pread at its offsets, so no rank ever holds a whole-model copy. One process loads the slice that is everything.
+// - Saving streams (CheckpointWriter): the tensor files' headers first, then the data piece by piece, so a writer
+//   gathering a sharded model (trainer/train/distributed_checkpoint.h) holds one bounded piece at a time.
+//   save_checkpoint is that writer fed whole buffers: one format, byte for byte, whichever way it was written.
 // - Never a non-finite value on disk: saving refuses params or moments holding NaN or inf before the temp directory is
 //   created (a checkpoint is what a run falls back to; a poisoned one would be resumed and fail again), and loading
-//   rejects one written by anything else. A scan of the three buffers costs far less than writing them.
+//   rejects one written by anything else. A scan of the three buffers costs far less than writing them. Under a
+//   dp x tp layout each rank scans what it holds and the ranks agree before anything is created.
 #pragma once
 #include <yaml-cpp/yaml.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "trainer/config/config.h"
+#include "trainer/checkpoint/safetensors.h"
 #include "trainer/model/params.h"
 
 namespace dytrain {
@@ -60,8 +68,36 @@ std::string checkpoint_dir_name(int64_t step);
 // a number beyond int64 (which no run reaches: it is not a checkpoint this code wrote).
 std::optional<int64_t> checkpoint_step(const std::string& dir);
 
-// Throws NonFiniteError naming the first tensor (of params, exp_avg, exp_avg_sq) that holds NaN or inf.
-void require_finite(const CheckpointData& data);
+// The three buffers of a checkpoint, in file order: model.safetensors, then the moments of optimizer.st.
+enum class StateBuffer { params, exp_avg, exp_avg_sq };
+
+// Throws NonFiniteError naming the first tensor of `table` that holds NaN or inf: in params (table.total()), or in
+// the flat range [moments_begin, moments_end) of the moments (exp_avg[0] is element moments_begin; ZeRO-1's range,
+// or the whole table).
+void require_finite(const ParamTable& table, const float* params, const float* exp_avg, const float* exp_avg_sq,
+                    int64_t moments_begin, int64_t moments_end);
+
+// The directory protocol of a save, for writers that stream the tensors: the constructor makes the temp directory
+// (replacing one a crashed save of this step left) and writes the headers of both tensor files from `table` (whole
+// tensors); write() puts elements of one tensor; commit() checks that every element was written, writes the small
+// files, fsyncs, renames the directory into place, rotates (as save_checkpoint) and returns the directory. A writer
+// destroyed before commit() removes its temp directory.
+class CheckpointWriter {
+ public:
+  CheckpointWriter(const std::string& run_dir, int64_t step, const ParamTable& table);
+  ~CheckpointWriter();
+  CheckpointWriter(const CheckpointWriter&) = delete;
+  CheckpointWriter& operator=(const CheckpointWriter&) = delete;
+
+  // data (count floats) as elements [first, first + count) of tensor `name` of `buffer`, in its whole row-major shape.
+  void write(StateBuffer buffer, const std::string& name, int64_t first, const float* data, int64_t count);
+  std::string commit(const Config& cfg, const YAML::Node& trainer_state, int keep_last);
+
+ private:
+  std::string root_, tmp_dir_, final_dir_;
+  int64_t step_;
+  std::unique_ptr<SafetensorsWriter> model_, moments_;
+};
 
 // Writes the checkpoint of `step` under run_dir/checkpoints/ (see above), then removes complete checkpoints of
 // earlier steps beyond the newest keep_last (this one included); keep_last <= 0 keeps all. Returns its directory.
@@ -81,5 +117,20 @@ std::optional<std::string> latest_checkpoint(const std::string& run_dir);
 // or shape does not match, and hold the file's values when one is not finite. Throws CheckpointError.
 YAML::Node load_checkpoint(float* params, float* exp_avg, float* exp_avg_sq, const std::string& dir,
                            const ParamTable& table);
+
+// What one rank of a dp x tp layout holds: tp rank tp_rank's blocks of every tensor (table: this rank's table, whose
+// specs carry the whole shapes and the split) and the flat range [moments_begin, moments_end) of its moments.
+struct CheckpointSlice {
+  const ParamTable* table;
+  int tp_rank;
+  int64_t moments_begin, moments_end;
+};
+
+// load_checkpoint of a slice: params (table->total()) gets this rank's blocks, exp_avg / exp_avg_sq (moments_end -
+// moments_begin each, unless nullptr) its range, alignment gaps zero. Only the slice's bytes are read (pread at
+// their offsets); the checks are load_checkpoint's, the finiteness check on the values read. load_checkpoint is the
+// slice that is the whole table.
+YAML::Node load_checkpoint_slice(float* params, float* exp_avg, float* exp_avg_sq, const std::string& dir,
+                                 const CheckpointSlice& slice);
 
 }  // namespace dytrain

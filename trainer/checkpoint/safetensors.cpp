@@ -1,8 +1,11 @@
 #include "trainer/checkpoint/safetensors.h"
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -113,15 +116,72 @@ void check_layout(const SafetensorsIndex& idx, uint64_t data_bytes) {
   }
 }
 
+const StTensorInfo& tensor_info(const SafetensorsIndex& index, const std::string& name) {
+  auto it = index.tensors.find(name);
+  if (it == index.tensors.end()) throw SafetensorsError(index.path + ": no tensor " + name);
+  return it->second;
+}
+
+int open_for_reading(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw SafetensorsError(path + ": cannot open safetensors file: " + std::strerror(errno));
+  return fd;
+}
+
+// All of `bytes` at `offset`; false on an error or an early end of file.
+bool pread_all(int fd, void* out, uint64_t bytes, uint64_t offset) {
+  char* p = static_cast<char*>(out);
+  while (bytes > 0) {
+    const ssize_t n = ::pread(fd, p, bytes, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n;
+    offset += static_cast<uint64_t>(n);
+    bytes -= static_cast<uint64_t>(n);
+  }
+  return true;
+}
+
+// Elements [first, first + count) of tensor `name` of the file open as fd, converting BF16.
+void read_elements(int fd, float* out, const SafetensorsIndex& index, const std::string& name, int64_t first,
+                   int64_t count) {
+  const StTensorInfo& t = tensor_info(index, name);
+  if (first < 0 || count < 0 || count > t.numel - first)
+    throw SafetensorsError(fmt::format("{}: tensor {}: elements [{}, {}) are outside its {} elements", index.path,
+                                       name, first, first + count, t.numel));
+  const uint64_t esize = element_bytes(t.dtype);
+  const uint64_t at = index.data_start + t.begin + static_cast<uint64_t>(first) * esize;
+  bool ok = true;
+  if (t.dtype == StDtype::f32) {
+    ok = pread_all(fd, out, static_cast<uint64_t>(count) * 4, at);
+  } else {
+    // bf16 is the top half of an fp32: widen chunk by chunk to bound the staging buffer.
+    constexpr int64_t kChunk = 1 << 20;
+    std::vector<uint16_t> buf(static_cast<size_t>(std::min(count, kChunk)));
+    for (int64_t i = 0; i < count && ok; i += kChunk) {
+      const int64_t m = std::min(kChunk, count - i);
+      ok = pread_all(fd, buf.data(), static_cast<uint64_t>(m) * 2, at + static_cast<uint64_t>(i) * 2);
+      for (int64_t j = 0; j < m && ok; ++j) {
+        const uint32_t bits = static_cast<uint32_t>(buf[j]) << 16;
+        std::memcpy(out + i + j, &bits, sizeof bits);
+      }
+    }
+  }
+  if (!ok)
+    throw SafetensorsError(index.path + ": tensor " + name + ": read failed (was the file changed or truncated?)");
+}
+
 }  // namespace
 
 std::string format_shape(const std::vector<int64_t>& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
 
-void write_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,
-                       const SafetensorsMetadata& metadata) {
-  std::vector<const TensorRef*> sorted;
-  for (const TensorRef& t : tensors) sorted.push_back(&t);
-  std::sort(sorted.begin(), sorted.end(), [](const TensorRef* a, const TensorRef* b) { return a->name < b->name; });
+SafetensorsWriter::SafetensorsWriter(const std::string& path, const std::vector<TensorLayout>& tensors,
+                                     const SafetensorsMetadata& metadata)
+    : path_(path), file_(path) {
+  std::vector<const TensorLayout*> sorted;
+  for (const TensorLayout& t : tensors) sorted.push_back(&t);
+  std::sort(sorted.begin(), sorted.end(),
+            [](const TensorLayout* a, const TensorLayout* b) { return a->name < b->name; });
 
   std::string header = "{";
   if (!metadata.empty()) {
@@ -135,29 +195,60 @@ void write_safetensors(const std::string& path, const std::vector<TensorRef>& te
   }
   uint64_t offset = 0;
   for (size_t i = 0; i < sorted.size(); ++i) {
-    const TensorRef& t = *sorted[i];
+    const TensorLayout& t = *sorted[i];
     const std::string where = path + ": tensor " + t.name;
     if (t.name.empty() || t.name == "__metadata__") throw SafetensorsError(where + ": invalid tensor name");
     if (i > 0 && sorted[i - 1]->name == t.name) throw SafetensorsError(where + ": name given twice");
-    const uint64_t bytes = static_cast<uint64_t>(checked_numel(t.shape, where)) * 4;
-    if (bytes > 0 && t.data == nullptr) throw SafetensorsError(where + ": no data");
+    const int64_t numel = checked_numel(t.shape, where);
+    const uint64_t bytes = static_cast<uint64_t>(numel) * 4;
     header += fmt::format("{}{}:{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[{},{}]}}",
                           header.size() > 1 ? "," : "", json_string(t.name), fmt::join(t.shape, ","), offset,
                           offset + bytes);
+    slots_[t.name] = Slot{offset, numel};  // relative to the data section until the header's length is known
     offset += bytes;
+    elements_ += numel;
   }
   header += "}";
   header.append((8 - header.size() % 8) % 8, ' ');
 
-  AtomicFile f(path);
   const uint64_t n = header.size();
-  f.write(&n, sizeof n);
-  f.write(header.data(), header.size());
-  for (const TensorRef* t : sorted) {
-    const uint64_t bytes = static_cast<uint64_t>(checked_numel(t->shape, path)) * 4;
-    if (bytes > 0) f.write(t->data, bytes);
+  file_.write(&n, sizeof n);
+  file_.write(header.data(), header.size());
+  for (auto& [name, slot] : slots_) slot.offset += 8 + n;
+}
+
+void SafetensorsWriter::write(const std::string& name, int64_t first, const float* data, int64_t count) {
+  auto it = slots_.find(name);
+  if (it == slots_.end()) throw SafetensorsError(path_ + ": tensor " + name + " is not in the header");
+  const Slot& slot = it->second;
+  if (first < 0 || count < 0 || count > slot.numel - first)
+    throw SafetensorsError(fmt::format("{}: tensor {}: elements [{}, {}) are outside its {} elements", path_, name,
+                                       first, first + count, slot.numel));
+  if (count == 0) return;
+  if (data == nullptr) throw SafetensorsError(path_ + ": tensor " + name + ": no data");
+  file_.write_at(data, static_cast<size_t>(count) * 4, slot.offset + static_cast<uint64_t>(first) * 4);
+  written_ += count;
+}
+
+void SafetensorsWriter::commit() {
+  // Pieces never overlap in this code's writers, so a count short of the total is a tensor left out.
+  if (written_ != elements_)
+    throw SafetensorsError(fmt::format("{}: {} of {} elements written; refusing to commit an incomplete file", path_,
+                                       written_, elements_));
+  file_.commit();
+}
+
+void write_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,
+                       const SafetensorsMetadata& metadata) {
+  std::vector<TensorLayout> layout;
+  for (const TensorRef& t : tensors) layout.push_back({t.name, t.shape});
+  SafetensorsWriter w(path, layout, metadata);
+  for (const TensorRef& t : tensors) {
+    const int64_t numel = checked_numel(t.shape, path + ": tensor " + t.name);
+    if (numel > 0 && t.data == nullptr) throw SafetensorsError(path + ": tensor " + t.name + ": no data");
+    w.write(t.name, 0, t.data, numel);
   }
-  f.commit();
+  w.commit();
 }
 
 SafetensorsIndex read_safetensors_index(const std::string& path) {
@@ -209,28 +300,23 @@ SafetensorsIndex read_safetensors_index(const std::string& path) {
 }
 
 void read_tensor(float* out, const SafetensorsIndex& index, const std::string& name) {
-  auto it = index.tensors.find(name);
-  if (it == index.tensors.end()) throw SafetensorsError(index.path + ": no tensor " + name);
-  const StTensorInfo& t = it->second;
-  if (t.numel == 0) return;
-  std::ifstream in(index.path, std::ios::binary);
-  in.seekg(static_cast<std::streamoff>(index.data_start + t.begin));
-  if (t.dtype == StDtype::f32) {
-    in.read(reinterpret_cast<char*>(out), static_cast<std::streamsize>(t.end - t.begin));
-  } else {
-    // bf16 is the top half of an fp32: widen chunk by chunk to bound the staging buffer.
-    constexpr int64_t kChunk = 1 << 20;
-    std::vector<uint16_t> buf(static_cast<size_t>(std::min(t.numel, kChunk)));
-    for (int64_t i = 0; i < t.numel && in; i += kChunk) {
-      const int64_t m = std::min(kChunk, t.numel - i);
-      in.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(m * 2));
-      for (int64_t j = 0; j < m; ++j) {
-        const uint32_t bits = static_cast<uint32_t>(buf[j]) << 16;
-        std::memcpy(out + i + j, &bits, sizeof bits);
-      }
-    }
+  const int fd = open_for_reading(index.path);
+  try {
+    read_elements(fd, out, index, name, 0, tensor_info(index, name).numel);
+  } catch (...) {
+    ::close(fd);
+    throw;
   }
-  if (!in) throw SafetensorsError(index.path + ": tensor " + name + ": read failed (was the file changed or truncated?)");
+  ::close(fd);
+}
+
+SafetensorsReader::SafetensorsReader(const std::string& path)
+    : index_(read_safetensors_index(path)), fd_(open_for_reading(path)) {}
+
+SafetensorsReader::~SafetensorsReader() { ::close(fd_); }
+
+void SafetensorsReader::read(float* out, const std::string& name, int64_t first, int64_t count) const {
+  read_elements(fd_, out, index_, name, first, count);
 }
 
 std::map<std::string, StTensor> read_safetensors(const std::string& path) {

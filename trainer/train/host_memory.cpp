@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "trainer/train/distributed_checkpoint.h"
+
 namespace dytrain {
 namespace {
 
@@ -55,11 +57,14 @@ double read_number_file(const std::string& path) {
 
 std::vector<HostMemoryPart> plan_host_memory(const Config& cfg, const std::string& device, int dp, int tp) {
   const ModelConfig& m = cfg.model;
-  const double local = parameter_count(m, tp), whole = parameter_count(m, 1);
+  const double local = parameter_count(m, tp);
   const double moment_share = cfg.parallel.zero1 ? double(dp) : 1.0;
   const double tokens = double(cfg.train.micro_batch) * cfg.train.seq_len;
-  // Saving gathers whole parameters and both moments on every rank, plus this rank's moments at full size.
-  const double staging = 4 * (3 * whole + 2 * local);
+  // Saving streams bounded rounds (distributed_checkpoint.h); the widest round holds one row of every tp rank's block:
+  // tp x dim for the row-split linears and the vocabulary, the attention or FFN width for the column splits.
+  const double widest_row =
+      tp > 1 ? std::max({double(tp) * m.dim, double(m.hidden_dim()), double(m.n_heads) * m.head_dim()}) : 0.0;
+  const double staging = checkpoint_staging_bytes(widest_row);
   const double batch = 4 * double(cfg.train.micro_batch) * (cfg.train.seq_len + 1);
   const std::string batch_keys = "train.micro_batch or train.seq_len";
   std::vector<HostMemoryPart> plan;

@@ -7,7 +7,7 @@
 // sizes (vocab_size 2e9, micro_batch 1e9) cannot overflow on the way to the error message. It is an upper bound
 // within a few percent of what the CPU model holds at its peak: parameters, gradients, AdamW moments, the
 // activations kept for the backward pass (attention probabilities included), the logits, the backward scratch and
-// the whole-model staging copies a checkpoint save gathers (trainer/train/distributed_checkpoint.h).
+// the bounded rounds a checkpoint save stages (about 12 MiB: trainer/train/distributed_checkpoint.h).
 #pragma once
 #include <cstdint>
 #include <string>

@@ -136,6 +136,61 @@ TEST(Checkpoint, SaveThenLoadIsBitExact) {
   EXPECT_TRUE(same_bits(params2, s.params));
 }
 
+// What each rank of dp2 x tp2 reads, read here by one process: every tp rank's blocks (rows of the vocabulary and
+// of q/k/v/gate/up, columns of o and down, the norms whole) and each ZeRO-1 half of the moments are exactly what
+// take_tp_block cuts out of the whole buffers.
+TEST(Checkpoint, SlicesAreTheTpBlocksAndTheMomentRanges) {
+  TempDir run;
+  const State s(11);
+  const std::string dir = save(run, 5, s);
+  ParamTable local;
+  for (const ParamSpec& w : s.table.specs()) {
+    const bool cols = w.name.find("o_proj") != std::string::npos || w.name.find("down_proj") != std::string::npos;
+    const TpSplit split = w.shape.size() < 2 ? TpSplit::replicated : cols ? TpSplit::cols : TpSplit::rows;
+    local.add(w.name, w.shape, w.group, split, 2);
+  }
+  const int64_t n = local.total(), half = (n + 1) / 2;
+  for (int r = 0; r < 2; ++r) {
+    std::vector<float> want_p(n, 0.0f), want_m(n, 0.0f), want_v(n, 0.0f);
+    for (size_t i = 0; i < local.specs().size(); ++i) {
+      const ParamSpec& ls = local.specs()[i];
+      const int64_t at = s.table.specs()[i].offset;
+      take_tp_block(want_p.data() + ls.offset, s.params.data() + at, ls, r);
+      take_tp_block(want_m.data() + ls.offset, s.m.data() + at, ls, r);
+      take_tp_block(want_v.data() + ls.offset, s.v.data() + at, ls, r);
+    }
+    for (int64_t begin : {int64_t(0), half}) {
+      SCOPED_TRACE(::testing::Message() << "tp rank " << r << ", moments from " << begin);
+      const int64_t end = std::min(n, begin + half);
+      std::vector<float> p(n, 0.0f), m(end - begin, -1.0f), v(end - begin, -1.0f);
+      load_checkpoint_slice(p.data(), m.data(), v.data(), dir, CheckpointSlice{&local, r, begin, end});
+      EXPECT_TRUE(same_bits(p, want_p));
+      EXPECT_TRUE(same_bits(m, std::vector<float>(want_m.begin() + begin, want_m.begin() + end)));
+      EXPECT_TRUE(same_bits(v, std::vector<float>(want_v.begin() + begin, want_v.begin() + end)));
+    }
+  }
+}
+
+// A streamed save abandoned before commit (a failure mid-way) leaves neither its temp directory nor a checkpoint,
+// and one missing a piece is refused at commit.
+TEST(Checkpoint, AnAbandonedOrIncompleteStreamedSaveLeavesNothing) {
+  TempDir run;
+  const State s(3);
+  const fs::path tmp = run.path() / "checkpoints" / "step_00000009.tmp";
+  {
+    CheckpointWriter w(run.path().string(), 9, s.table);
+    EXPECT_TRUE(fs::is_directory(tmp));
+    for (const ParamSpec& p : s.table.specs()) {
+      w.write(StateBuffer::params, p.name, 0, s.params.data() + p.offset, p.numel);
+      w.write(StateBuffer::exp_avg, p.name, 0, s.m.data() + p.offset, p.numel);
+      if (p.name != "lm_head.weight") w.write(StateBuffer::exp_avg_sq, p.name, 0, s.v.data() + p.offset, p.numel);
+    }
+    EXPECT_THROW(w.commit(s.cfg, s.trainer_state, 0), SafetensorsError);
+  }
+  EXPECT_FALSE(fs::exists(tmp));
+  EXPECT_FALSE(fs::exists(run.path() / "checkpoints" / "step_00000009"));
+}
+
 TEST(Checkpoint, FilesHoldHfNamesAndMomentNames) {
   TempDir run;
   const State s(11);

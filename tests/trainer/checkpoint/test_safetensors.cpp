@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <sstream>
 
@@ -236,6 +237,47 @@ TEST(Safetensors, WriterRejectsDuplicateNamesAndLeavesNoFile) {
   EXPECT_NE(msg.find(path), std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(path));
   EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+}
+
+// The streaming writer: pieces given in any order make the file write_safetensors makes from whole buffers; ranges
+// are read back from anywhere in a tensor; a file missing a piece is never committed, and an abandoned one leaves
+// nothing behind.
+TEST(Safetensors, StreamedPiecesMakeTheSameFileAndRangesReadBack) {
+  TempDir dir;
+  std::vector<float> a(7 * 5), b(3);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>(i) * 0.5f - 3.0f;
+  b = {1.0f, -2.0f, 4.0f};
+  const SafetensorsMetadata meta = {{"format", "pt"}};
+  write_safetensors(dir.file("whole.safetensors"), {{"b", {3}, b.data()}, {"a", {7, 5}, a.data()}}, meta);
+  {
+    SafetensorsWriter w(dir.file("pieces.safetensors"), {{"b", {3}}, {"a", {7, 5}}}, meta);
+    w.write("a", 20, a.data() + 20, 15);
+    w.write("b", 0, b.data(), 3);
+    w.write("a", 0, a.data(), 20);
+    w.commit();
+  }
+  auto bytes = [](const std::string& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  EXPECT_EQ(bytes(dir.file("pieces.safetensors")), bytes(dir.file("whole.safetensors")));
+
+  const SafetensorsReader r(dir.file("pieces.safetensors"));
+  std::vector<float> out(9);
+  r.read(out.data(), "a", 13, 9);
+  EXPECT_TRUE(same_bits(std::vector<float>(a.begin() + 13, a.begin() + 22), out.data()));
+  EXPECT_NE(error_of([&] { r.read(out.data(), "a", 30, 9); }).find("elements [30, 39) are outside its 35"),
+            std::string::npos);
+
+  const std::string partial = dir.file("partial.safetensors");
+  {
+    SafetensorsWriter w(partial, {{"a", {7, 5}}});
+    w.write("a", 0, a.data(), 34);
+    EXPECT_NE(error_of([&] { w.commit(); }).find("34 of 35 elements written"), std::string::npos);
+    EXPECT_NE(error_of([&] { w.write("a", 30, a.data(), 6); }).find("outside"), std::string::npos);
+  }
+  EXPECT_FALSE(std::filesystem::exists(partial));
+  EXPECT_FALSE(std::filesystem::exists(partial + ".tmp"));
 }
 
 }  // namespace

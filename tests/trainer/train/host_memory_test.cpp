@@ -7,6 +7,7 @@
 
 #include "tests/trainer/model/model_test_util.h"
 #include "trainer/model/layout.h"
+#include "trainer/train/distributed_checkpoint.h"
 #include "trainer/train/host_memory.h"
 
 namespace dytrain {
@@ -69,6 +70,32 @@ TEST(HostMemory, RefusalNamesTheEstimateAndTheKeyOfTheLargestPart) {
   }
   EXPECT_NO_THROW(check_host_memory(plan_host_memory(small_config(), "cpu", 1, 1), 2, 8.0 * (1 << 30)));
   EXPECT_NO_THROW(check_host_memory(plan, 1, 0.0));  // unknown availability: no check
+}
+
+// A checkpoint save stages bounded rounds (distributed_checkpoint.h), not whole-model copies: the plan's part is the
+// bound of the table the model builds (whose widest gathered row the plan derives from the config), the same for a
+// model of any depth, and about 12 MiB for a 7B model, where whole copies of parameters and moments took ~28 bytes
+// per parameter (~190 GB) on every rank.
+TEST(HostMemory, CheckpointStagingIsTheStreamingBound) {
+  for (int tp : {1, 2}) {
+    SCOPED_TRACE(::testing::Message() << "tp " << tp);
+    Config cfg = small_config();
+    cfg.model.vocab_size = 40;
+    cfg.model.dim = 3 << 18;  // tp x dim above a round: the row sets the bound
+    const ParamTable table = LlamaLayout(cfg.model, 0, tp).table;
+    const double bound = checkpoint_staging_bytes(double(widest_checkpoint_row(table, tp)));
+    EXPECT_DOUBLE_EQ(part(plan_host_memory(cfg, "cpu", 2, tp), "checkpoint staging"), bound);
+    EXPECT_EQ(bound, 12.0 * (tp == 1 ? kCheckpointRoundFloats : tp * cfg.model.dim));
+    cfg.model.n_layers *= 4;
+    EXPECT_DOUBLE_EQ(part(plan_host_memory(cfg, "cpu", 2, tp), "checkpoint staging"), bound);
+  }
+  Config big = small_config();
+  big.model.vocab_size = 32000;
+  big.model.dim = 4096;
+  big.model.n_layers = 32;
+  big.model.n_heads = 32;
+  big.model.ffn_dim = 11008;
+  for (int tp : {1, 8}) EXPECT_EQ(part(plan_host_memory(big, "cpu", 8, tp), "checkpoint staging"), 12.0 * (1 << 20));
 }
 
 // On the GPU the host holds only the token batch and the checkpoint staging: a batch that fits the device plan must
