@@ -10,10 +10,10 @@
 // retransmissions (15 minutes) instead. So the line comes at the limit, and the exit, which ends the job when a peer
 // is stuck but reachable, only after keepalive had its chance (openmpi_keepalive_grace_s).
 //
-// The limit: max(timeout, 20 x the slowest step so far); until the first step has finished (start-up, a checkpoint
-// read by --resume) and while a checkpoint is written (Relaxed), at least kSlowPhaseFloorS, because those phases
-// include one-off work (first NCCL connections, file I/O of the whole model) that a peer may legitimately still be
-// doing.
+// The limit: max(timeout, 20 x the slowest step so far); until the first step_done (the trainer reports the training
+// steps after the first of a process, without validation or checkpoints) and while a checkpoint is written or a
+// validation runs (Relaxed), at least kSlowPhaseFloorS, because those phases include one-off work (first NCCL
+// connections, file I/O of the whole model) that a peer may legitimately still be doing.
 #pragma once
 #include <condition_variable>
 #include <mutex>

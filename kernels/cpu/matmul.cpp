@@ -1,9 +1,9 @@
-// Bias-free linear layers. With OpenBLAS (DYTRAIN_HAVE_BLAS) each product is cut into fixed kBlasTile x kBlasTile
-// tiles of its output, spread over OpenMP threads, and each tile is one single-threaded cblas_sgemm (the backward ones
-// with beta = 1, accumulating in place). OpenBLAS's own threading is not used: it splits a product between its
-// threads by their number, and the edge kernels then round some elements differently (observed: grad_norm and the
-// site statistics differing in the last bits between 1 and 2 threads at M 1000 x K 100 x N 320). Fixed tiles make
-// the result depend only on the shapes. Without BLAS, OpenMP loops over tiles of output rows, with the innermost loop
+// Bias-free linear layers. With OpenBLAS (DYTRAIN_HAVE_BLAS) each product is cut into square tiles of its output,
+// spread over OpenMP threads, and each tile is one single-threaded cblas_sgemm (the backward ones with beta = 1,
+// accumulating in place). OpenBLAS's own threading is not used: it splits a product between its threads by their
+// number, and the edge kernels then round some elements differently (observed: grad_norm and the site statistics
+// differing in the last bits between 1 and 2 threads at M 1000 x K 100 x N 320). The tile edge is a function of the
+// output's shape alone (tile_edge), so the result depends only on the shapes, never on the thread count. Without BLAS, OpenMP loops over tiles of output rows, with the innermost loop
 // over k, contiguous in memory:
 //   forward  out[m, n] = dot(inp[m, :], weight[n, :])   an `omp simd` dot (lane order fixed at compile time);
 //   dinp     dinp[m, :] += dout[m, n] * weight[n, :]     axpy over k, n in order;
@@ -23,21 +23,32 @@ namespace dytrain::cpu {
 
 namespace {
 
-// 256 x 256 output elements per sgemm call: packing the operands costs about (1/256 + 1/256) of the arithmetic.
-constexpr int64_t kBlasTile = 256;
+// The tile edge of a (R, C) output: 256 (packing the operands then costs about 2/256 of the arithmetic), halved down
+// to 32 until there are at least kMinTiles tiles, so that the small products of narrow models (a 256 x 256 weight
+// gradient is one 256-tile) still feed every thread of a large node. A function of the shape only.
+constexpr int64_t kMinTiles = 64;
+int64_t tile_edge(int64_t R, int64_t C) {
+  int64_t edge = 256;
+  while (edge > 32 && ((R + edge - 1) / edge) * ((C + edge - 1) / edge) < kMinTiles) edge /= 2;
+  return edge;
+}
 
-// Calls gemm(r0, rows, c0, cols) once per tile of a (R, C) output, tiles in any order on any thread. OpenBLAS is
-// pinned to one thread here, whatever OPENBLAS_NUM_THREADS or OMP_NUM_THREADS gave it when it loaded.
+// Calls gemm(r0, rows, c0, cols) once per tile of a (R, C) output, tiles in any order on any thread. The pthread
+// build of OpenBLAS is pinned to one thread here, whatever OPENBLAS_NUM_THREADS gave it; the OpenMP build runs
+// single-threaded inside a parallel region by itself, and pinning it would call omp_set_num_threads(1) and turn
+// every OpenMP loop of the process single-threaded.
 template <class Gemm>
 void for_each_tile(int64_t R, int64_t C, Gemm gemm) {
-  if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
-  const int64_t row_tiles = (R + kBlasTile - 1) / kBlasTile;
-  const int64_t col_tiles = (C + kBlasTile - 1) / kBlasTile;
+  constexpr int kOpenBlasPthreads = 1;  // openblas_get_parallel(): 0 sequential, 1 pthreads, 2 OpenMP
+  if (openblas_get_parallel() == kOpenBlasPthreads && openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+  const int64_t edge = tile_edge(R, C);
+  const int64_t row_tiles = (R + edge - 1) / edge;
+  const int64_t col_tiles = (C + edge - 1) / edge;
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < row_tiles * col_tiles; ++t) {
-    const int64_t r0 = t / col_tiles * kBlasTile;
-    const int64_t c0 = t % col_tiles * kBlasTile;
-    gemm(r0, std::min(kBlasTile, R - r0), c0, std::min(kBlasTile, C - c0));
+    const int64_t r0 = t / col_tiles * edge;
+    const int64_t c0 = t % col_tiles * edge;
+    gemm(r0, std::min(edge, R - r0), c0, std::min(edge, C - c0));
   }
 }
 

@@ -44,6 +44,13 @@ struct CheckpointError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A sound checkpoint of another model: a tensor of the model missing, one too many, or a shape that differs. Not
+// damage: --resume stops (exit 2) instead of falling back to older checkpoints of the same model, which would not
+// fit either, and the message says to compare the configs.
+struct CheckpointMismatchError : CheckpointError {
+  using CheckpointError::CheckpointError;
+};
+
 // What save_checkpoint throws when the state to save holds NaN or inf: the run has diverged (exit 3), not failed.
 struct NonFiniteError : std::runtime_error {
   using std::runtime_error::runtime_error;

@@ -104,9 +104,10 @@ struct ParallelConfig {
   bool zero1 = false;             // shard the AdamW moments across data-parallel ranks (ZeRO stage 1)
   int bucket_mb = 25;             // data-parallel gradient all-reduce bucket size, MiB
   std::string gpu_comm = "nccl";  // device collectives: nccl | mpi (staged through host memory; ranks may share a GPU)
-  double timeout_s = 15.0;        // a collective waiting longer for its peers warns, and ends the job 30 s later
-                                  // (limit: max(this, 20 x the slowest step); 300 s before the first step and in
-                                  // checkpoints); 0 disables (parallel/watchdog.h)
+  double timeout_s = 15.0;        // a collective waiting longer for its peers warns, and ends the job after OpenMPI's
+                                  // keepalive grace (40 s under launch/mpirun.sh); limit: max(this, 20 x the slowest
+                                  // training step), 300 s at start-up, in validation and in checkpoints; 0 disables
+                                  // (parallel/watchdog.h)
 };
 
 struct Config {

@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include "trainer/checkpoint/checkpoint.h"
 #include "trainer/config/config.h"
 #include "trainer/sweep/divergence.h"
 #include "trainer/sweep/status.h"
@@ -216,7 +217,9 @@ int run_sweep(const SweepSpec& spec, const RunnerOptions& opt) {
                    prev->status.c_str());
       continue;
     }
-    const bool resume = ckpt.has_value();
+    // Any complete checkpoint means --resume, as the trainer judges it (which falls back past damaged ones, or says
+    // why none loads); only the "done" test above needs a sound one.
+    const bool resume = latest_checkpoint(dir.string()).has_value();
     const auto argv = point_command(spec, p, opt, mode, resume);
     if (opt.dry_run) {
       std::string line;

@@ -274,7 +274,23 @@ void Trainer::restore_from(const std::string& dir) {
   } catch (const std::runtime_error& e) {
     throw InputError(fmt::format("{}: train_loader: {}", path, e.what()));
   }
-  engine_->load_checkpoint(dir);
+  // The tokens count goes on growing by tokens_per_step up to max_steps: a count that would overflow is not one a run
+  // wrote.
+  const int64_t tokens_per_step =
+      int64_t(cfg_.train.micro_batch) * cfg_.train.seq_len * cfg_.train.grad_accum * mesh_.dp;
+  int64_t tokens_at_end = 0;
+  if (__builtin_mul_overflow(int64_t(cfg_.train.max_steps) - state.step, tokens_per_step, &tokens_at_end) ||
+      __builtin_add_overflow(tokens_at_end, state.tokens, &tokens_at_end))
+    throw CheckpointError(fmt::format("{}: key 'tokens' is {}, which would overflow by step {}; the checkpoint is "
+                                      "damaged: resume from another one",
+                                      path, state.tokens, cfg_.train.max_steps));
+  try {
+    engine_->load_checkpoint(dir);
+  } catch (const CheckpointMismatchError& e) {
+    throw InputError(fmt::format("{}: the checkpoint holds another model than the config describes; resume with the "
+                                 "model config it was written with (its config.yaml)",
+                                 e.what()));
+  }
   step_ = state.step;
   tokens_seen_ = state.tokens;
   if (state.config_hash != config_hash(cfg_))
@@ -294,7 +310,8 @@ void Trainer::calibrate_alphas() {
 }
 
 void Trainer::save_checkpoint_now() {
-  const Watchdog::Relaxed io_time(mesh_.watchdog.get());  // ranks may write their shards at different speeds
+  // Rank 0 writes while the others wait in the save's collectives, for as long as the file system takes.
+  const Watchdog::Relaxed io_time(mesh_.watchdog.get());
   YAML::Node state;
   state["step"] = step_;
   state["tokens"] = tokens_seen_;
@@ -308,6 +325,7 @@ void Trainer::save_checkpoint_now() {
 // val_batches micro-batches in all, shared by the dp ranks (whose loaders deal the windows round-robin), so every
 // layout evaluates the same windows: the first val_batches * micro_batch of the val shards.
 double Trainer::validate() {
+  const Watchdog::Relaxed val_time(mesh_.watchdog.get());  // not part of the step time the watchdog's limit scales with
   val_loader_->reset();
   const int batches = (cfg_.train.val_batches + mesh_.dp - 1) / mesh_.dp;
   double sum = 0.0;
@@ -401,6 +419,9 @@ int Trainer::run() {
     }
     step_ = step;
     tokens_seen_ += tokens_per_step;
+    // The watchdog's limit scales with the training step alone: validation and checkpoints run under
+    // Watchdog::Relaxed, and counting a slow save here would raise the limit for the rest of the run.
+    const double train_s = std::chrono::duration<double>(Clock::now() - t0).count();
 
     if (log_now || val_now) {
       StepMetrics m;
@@ -435,7 +456,8 @@ int Trainer::run() {
     mesh_.world->all_reduce(&stop, 1, ReduceOp::max);
     const bool ckpt_now = step == tc.max_steps || (tc.ckpt_every > 0 && step % tc.ckpt_every == 0);
     if (ckpt_now || stop > 0) save_checkpoint_now();
-    if (mesh_.watchdog) mesh_.watchdog->step_done(std::chrono::duration<double>(Clock::now() - t0).count());
+    // The first step of a process (connections, allocations, cold caches) is not a measure of the run's steps.
+    if (mesh_.watchdog && step > first_step + 1) mesh_.watchdog->step_done(train_s);
     if (stop > 0 && step < tc.max_steps) {
       log_->warn("stopped by a signal after step {}; continue with --resume", step);
       return kExitInterrupted;

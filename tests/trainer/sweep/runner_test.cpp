@@ -147,6 +147,26 @@ TEST_F(RunnerTest, HugeLrDivergesAndTheSweepGoesOn) {
   EXPECT_EQ(status("lr0.003"), "done") << text;
 }
 
+// A rerun whose only checkpoint has a damaged trainer_state.yaml must resume (and let the trainer say why nothing
+// loads), never restart from scratch: that deleted the point's metrics.jsonl, then failed on the checkpoints.
+TEST_F(RunnerTest, ADamagedCheckpointIsNeverRestartedOverItsMetrics) {
+  const SweepSpec s = spec("set: {train.max_steps: 4, train.keep_checkpoints: 1}\ngrid: {seed: 3}\n");
+  ASSERT_EQ(run(s).first, 0);
+  const fs::path point = fs::path(opt_.sweep_dir) / "s3";
+  std::ofstream(point / "checkpoints" / "step_00000004" / "trainer_state.yaml", std::ios::app) << "extra: [";
+  write_point_status(point.string(), PointStatus{"interrupted", 4, 1.0, "test"});
+  std::ifstream in(point / "metrics.jsonl");
+  const std::string metrics((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(metrics.empty());
+  const SweepSpec longer = spec("set: {train.max_steps: 8, train.keep_checkpoints: 1}\ngrid: {seed: 3}\n");
+  run(longer);
+  std::ifstream again(point / "metrics.jsonl");
+  EXPECT_EQ(std::string((std::istreambuf_iterator<char>(again)), std::istreambuf_iterator<char>()), metrics);
+  std::ifstream console(point / "console.log");
+  const std::string log((std::istreambuf_iterator<char>(console)), std::istreambuf_iterator<char>());
+  EXPECT_NE(log.find("does not load"), std::string::npos) << log;
+}
+
 TEST_F(RunnerTest, WatchStopsARunningChild) {
   // A negative margin makes every post-warmup line count as diverged: the runner must stop a child that would
   // otherwise train 5000 steps. A spec cannot say that (margins are > 0), so the loaded spec is changed here.

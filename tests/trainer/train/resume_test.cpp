@@ -131,6 +131,10 @@ TEST_F(ResumeTest, BadTrainerStateStopsBeforeTheRunDirectoryChanges) {
        "key 'cursor': 1099511627776"},
       {"missing key", [](YAML::Node& n) { n.remove("tokens"); }, "key 'tokens' is missing"},
       {"wrong type", [](YAML::Node& n) { n["step"] = "two"; }, "key 'step' is not an integer"},
+      // Accepted by the reader, but counting on from it would overflow int64 (a negative count in the metrics and a
+      // next checkpoint that no longer reads).
+      {"tokens near 2^63", [](YAML::Node& n) { n["tokens"] = int64_t(9223372036854775807); },
+       "key 'tokens' is 9223372036854775807, which would overflow"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);
@@ -144,6 +148,19 @@ TEST_F(ResumeTest, BadTrainerStateStopsBeforeTheRunDirectoryChanges) {
     EXPECT_EQ(read_bytes(dir_ / "r" / "metrics.jsonl"), metrics);
     EXPECT_FALSE(fs::exists(ckpt("r", 10)));
   }
+}
+
+// A sound checkpoint of another model (the config changed) is not damage: the resume stops with exit 2 and the hint
+// to compare configs, instead of trying every older checkpoint and advising to remove them.
+TEST_F(ResumeTest, ACheckpointOfAnotherModelStopsTheResume) {
+  ASSERT_EQ(run("r", {"train.max_steps=4", "train.ckpt_every=2"}), kExitOk);
+  const std::string metrics = read_bytes(dir_ / "r" / "metrics.jsonl");
+  EXPECT_EQ(run("r", {"train.max_steps=6", "model.ffn_dim=96"}, /*resume=*/true), kExitBadInput);
+  EXPECT_NE(out_.find("the checkpoint holds another model than the config describes"), std::string::npos) << out_;
+  EXPECT_EQ(out_.find("does not load"), std::string::npos) << "fell back to an older checkpoint: " << out_;
+  EXPECT_EQ(read_bytes(dir_ / "r" / "metrics.jsonl"), metrics);
+  EXPECT_TRUE(fs::exists(ckpt("r", 2)));
+  EXPECT_TRUE(fs::exists(ckpt("r", 4)));
 }
 
 TEST_F(ResumeTest, ACheckpointBeyondMaxStepsStopsTheResume) {
