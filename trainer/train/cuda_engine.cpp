@@ -21,6 +21,7 @@
 // Tensor parallelism (tp > 1) lives in the model (llama_cuda.h), on a second device communicator over the tp group;
 // the engine counts the replicated tensors' gradients once in the global norm.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <optional>
 #include <stdexcept>
@@ -39,6 +40,7 @@
 #include "trainer/model/cuda/llama_cuda.h"
 #include "trainer/optim/adamw.h"
 #include "trainer/train/adamw_segments.h"
+#include "trainer/train/device_choice.h"
 #include "trainer/train/distributed_checkpoint.h"
 #include "trainer/train/engine.h"
 #include "trainer/train/fault_injection.h"
@@ -56,12 +58,12 @@ ShardRange optimizer_range(const Config& cfg, const Mesh& mesh) {
   return ShardRange{0, n, n};
 }
 
-// Rank r of a host takes GPU r mod count: one GPU per rank under NCCL (resolve_device checks), shared ones over the
-// staged backend.
+// Rank r of a host takes visible GPU r mod count: one GPU per rank under NCCL (resolve_device checks the UUIDs),
+// shared ones over the staged backend.
 int gpu_for_rank(const Mesh& mesh) {
   int count = 0;
   DYTRAIN_CUDA_CHECK(cudaGetDeviceCount(&count));
-  return mesh.local_rank % count;
+  return gpu_for_local_rank(mesh.local_rank, count);
 }
 
 // This rank's GPU, made current, once every rank of the world has one: the vote (over MPI) comes before the first
@@ -359,9 +361,20 @@ class CudaEngine final : public Engine {
 
 }  // namespace
 
-int cuda_device_count() {
+int cuda_device_count(std::string* error) {
   int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess ? count : 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status == cudaSuccess) return count;
+  *error = std::string("cudaGetDeviceCount: ") + cudaGetErrorName(status);
+  return 0;
+}
+
+std::array<unsigned char, 16> cuda_device_uuid(int device) {
+  cudaDeviceProp prop{};
+  DYTRAIN_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  std::array<unsigned char, 16> bytes{};
+  for (int i = 0; i < 16; ++i) bytes[i] = static_cast<unsigned char>(prop.uuid.bytes[i]);
+  return bytes;
 }
 
 std::unique_ptr<Engine> make_cuda_engine(const Config& cfg, Mesh& mesh) {
