@@ -88,11 +88,15 @@ int agreed_gpu_for_rank(const Mesh& mesh) {
 // A device communicator over `group`. Its construction is collective (the unique id's broadcast, NCCL's
 // initialization): a rank that fails inside it may leave its peers waiting there, so the failure ends the job at once
 // (abort_job) rather than going back to the trainer's agreement over MPI, which the peers would reach only after the
-// NCCL timeout.
+// NCCL timeout. The exception: std::invalid_argument, which make_device_communicator throws for a parallel.gpu_comm
+// this build cannot serve before any collective, the same on every rank, so the trainer's agreement reports it as
+// bad input (exit code 2).
 std::unique_ptr<DeviceCommunicator> device_communicator_or_end_job(const Config& cfg, Communicator& group,
                                                                    int device, const char* name) {
   try {
     return make_device_communicator(cfg.parallel.gpu_comm, group, device);
+  } catch (const std::invalid_argument&) {
+    throw;
   } catch (const std::exception& e) {
     if (!mpi_active()) throw;
     abort_job(kExitError, fmt::format("building the {} group's device communicator ({}): {}", name,
