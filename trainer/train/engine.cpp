@@ -29,7 +29,8 @@ static std::array<unsigned char, 16> cuda_device_uuid(int) { return {}; }
 namespace {
 
 // What this host's ranks see, gathered over mesh.node_group: per rank its count of visible GPUs and the 16 bytes of
-// the UUID of the one it would take, each as an exact float (the communicator's all_gather moves floats).
+// the UUID of the one it would take, each as an exact float (the communicator's all_gather moves floats). A rank whose
+// query fails still takes part in the gather (count -1), so every rank of the host leaves with an error, none waits.
 DeviceFacts gather_device_facts(const Config& cfg, const Mesh& mesh) {
   DeviceFacts f;
   f.want = cfg.train.device;
@@ -38,9 +39,16 @@ DeviceFacts gather_device_facts(const Config& cfg, const Mesh& mesh) {
   f.host = mesh.host;
   const char* env = std::getenv("CUDA_VISIBLE_DEVICES");
   f.visible_devices_env = env ? env : "";
-  const int visible = f.build_has_cuda && f.want != "cpu" ? cuda_device_count(&f.cuda_error) : 0;
+  int visible = 0;
   std::array<unsigned char, 16> uuid{};
-  if (visible > 0) uuid = cuda_device_uuid(gpu_for_local_rank(mesh.local_rank, visible));
+  std::string failed;
+  try {
+    visible = f.build_has_cuda && f.want != "cpu" ? cuda_device_count(&f.cuda_error) : 0;
+    if (visible > 0) uuid = cuda_device_uuid(gpu_for_local_rank(mesh.local_rank, visible));
+  } catch (const std::exception& e) {
+    failed = e.what();
+    visible = -1;
+  }
 
   constexpr int kPerRank = 17;
   std::vector<float> mine(kPerRank);
@@ -53,8 +61,12 @@ DeviceFacts gather_device_facts(const Config& cfg, const Mesh& mesh) {
     mesh.node_group->all_gather(all.data(), mine.data(), kPerRank);
   else
     all = mine;
+  if (!failed.empty()) throw std::runtime_error(failed);
   for (int r = 0; r < ranks; ++r) {
     const float* p = all.data() + size_t(kPerRank) * r;
+    if (p[0] < 0)
+      throw std::runtime_error(fmt::format("local rank {} of {} could not query its GPU (its error is above)", r,
+                                           mesh.host));
     f.visible.push_back(int(p[0]));
     std::array<unsigned char, 16> bytes{};
     for (int i = 0; i < 16; ++i) bytes[i] = static_cast<unsigned char>(p[1 + i]);
