@@ -79,7 +79,7 @@ DeviceFacts gather_device_facts(const Config& cfg, const Mesh& mesh) {
 
 std::string resolve_device(const Config& cfg, const Mesh& mesh) {
   const DeviceChoice choice = choose_device(gather_device_facts(cfg, mesh));
-  if (!choice.error.empty()) throw std::invalid_argument(fmt::format("{}: {}", mesh.host, choice.error));
+  if (!choice.error.empty()) throw std::invalid_argument(choice.error);  // names the host where it matters
   // One line per host for a warning (its ranks decided alike), the whole job's device from rank 0 otherwise.
   if (choice.warn && mesh.local_rank == 0)
     spdlog::warn("{}", choice.reason);
