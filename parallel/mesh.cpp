@@ -32,6 +32,7 @@ Mesh make_self_mesh(int tp) {
   mesh.world = make_self_communicator();
   mesh.dp_group = make_self_communicator();
   mesh.tp_group = make_self_communicator();
+  mesh.node_group = make_self_communicator();
   return mesh;
 }
 
@@ -58,6 +59,14 @@ Mesh make_mpi_mesh(int tp) {
   DYTRAIN_MPI_CHECK(MPI_Comm_split_type(world->comm(), MPI_COMM_TYPE_SHARED, mesh.world_rank, MPI_INFO_NULL, &node));
   const int local_rank_code = MPI_Comm_rank(node, &mesh.local_rank);
   const int local_size_code = MPI_Comm_size(node, &mesh.local_size);
+  if (local_rank_code == MPI_SUCCESS && local_size_code == MPI_SUCCESS) {
+    try {
+      mesh.node_group = std::make_unique<MpiCommunicator>(node);  // a duplicate: node itself is freed below
+    } catch (...) {
+      MPI_Comm_free(&node);
+      throw;
+    }
+  }
   MPI_Comm_free(&node);
   DYTRAIN_MPI_CHECK(local_rank_code);
   DYTRAIN_MPI_CHECK(local_size_code);

@@ -23,6 +23,7 @@ struct Mesh {
   std::unique_ptr<Communicator> world;     // all ranks
   std::unique_ptr<Communicator> dp_group;  // the dp ranks with this tp_rank, ordered by dp_rank
   std::unique_ptr<Communicator> tp_group;  // the tp ranks with this dp_rank, ordered by tp_rank
+  std::unique_ptr<Communicator> node_group;  // the local_size ranks on this host, ordered by local_rank
 };
 
 // Under MPI (ProcessRuntime initialized it) the mesh spans MPI_COMM_WORLD with dp = world size / tp, on MPI

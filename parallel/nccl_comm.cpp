@@ -1,10 +1,11 @@
 // Waiting is polling: cudaStreamQuery and ncclCommGetAsyncError every 50 us at first, backing off to 1 ms, so a healthy
 // synchronize costs microseconds of latency and an idle wait little CPU. An error or the deadline leads to
-// ncclCommAbort, which releases the GPU work of this rank; the exception then reaches main(), whose abort_job takes
-// the other ranks down through MPI.
+// ncclCommAbort, which releases the GPU work of this rank; the exception then reaches the trainer (or main()), whose
+// abort_job takes the other ranks down through MPI.
 #include "parallel/nccl_comm.h"
 
 #include <cstdio>
+#include <exception>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -66,7 +67,14 @@ NcclCommunicator::NcclCommunicator(Communicator& bootstrap, int device, std::chr
 }
 
 NcclCommunicator::~NcclCommunicator() {
-  // A destructor must not throw: teardown problems are reported and the communicator is aborted instead.
+  // Destroyed by an exception on its way up (an error path), the communicator may hold collectives its peers never
+  // matched: ncclCommFinalize would poll for them up to the timeout, so it is aborted at once, which also ends its
+  // kernels (a CUDA free after it cannot wait on one). A destructor must not throw: teardown problems are reported and
+  // the communicator is aborted instead.
+  if (comm_ && !aborted_ && std::uncaught_exceptions() > 0) {
+    ncclCommAbort(comm_);
+    aborted_ = true;
+  }
   if (comm_ && !aborted_) {
     ncclResult_t state = ncclCommFinalize(comm_);
     const auto deadline = Clock::now() + timeout_;

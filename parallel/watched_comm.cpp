@@ -102,6 +102,8 @@ void watch_collectives(Mesh& mesh, double timeout_s, int exit_code) {
                                             describe("dp group", hosts, mesh.tp_rank, mesh.dp, mesh.tp, r));
   mesh.tp_group = make_watched_communicator(std::move(mesh.tp_group), *mesh.watchdog,
                                             describe("tp group", hosts, mesh.dp_rank * mesh.tp, mesh.tp, 1, r));
+  mesh.node_group = make_watched_communicator(std::move(mesh.node_group), *mesh.watchdog,
+                                              fmt::format("the ranks on {} (this is rank {})", mesh.host, r));
 }
 
 }  // namespace dytrain

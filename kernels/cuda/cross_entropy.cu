@@ -14,8 +14,15 @@
 // is that of log(sum), a few fp32 ulps of 1, instead of the ulp of lse (1e-6 at lse ~ 10) that subtracting two nearly
 // equal lse-sized numbers would leave.
 //
-// Backward. Elementwise given the lse: p = exp(x - lse), d = dloss * p, minus dloss at the target (the CPU op's order).
-// Each element is read before it is written, by the same thread, which is what makes dlogits == logits safe.
+// Backward. Elementwise given the lse: p = exp(x - lse), d = dloss * p, except at the target, where dloss * (p - 1)
+// would cancel (cross_entropy_math.h): with whole rows the block sums the other columns' probabilities (1 - p_target)
+// and one thread writes the target's gradient from that sum after a barrier; a vocabulary-parallel part, which does
+// not see the other columns, uses dloss * expm1(x - lse). Each element is read before it is written, by the same
+// thread (the target's final value needs no read), which is what makes dlogits == logits safe.
+//
+// Masked logits. A vector of eight -inf logits (a vocabulary padded with masked columns) is an empty pair in the
+// forward, not exp(-inf - -inf) = NaN; its probabilities and gradients are 0. A row with no finite logit at all has no
+// distribution: its loss is NaN, as the CPU op's.
 //
 // Vocabulary parallelism. A rank's logits are the columns [vocab_begin, vocab_begin + V) of the full rows; the forward
 // kernel then also reports the target's logit (0 where another rank holds the target), the ranks' lse parts are
@@ -33,6 +40,7 @@
 #include <string>
 
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/cross_entropy_math.h"
 #include "kernels/cuda/norm_rows.cuh"
 
 namespace dytrain::cuda {
@@ -45,22 +53,10 @@ using detail::store_bf16;
 
 constexpr int kThreads = 512;
 constexpr int kWarps = kThreads / 32;
-constexpr int kVec = 8;                // bf16 logits per 16-byte access
+using ce_math::kVec;
+using ce_math::MaxSum;
+using ce_math::merge;
 constexpr int64_t kMaxGrid = 1 << 16;  // rows beyond this are strided over by the blocks
-
-struct MaxSum {
-  float max;  // -inf for no elements
-  float sum;  // sum of exp(x - max); 0 for no elements
-};
-
-// A side whose max is the merged max keeps its sum as is; the test on equality (rather than exp(0)) also covers two
-// empty sides, where exp(-inf - -inf) would be NaN. An empty side against a non-empty one scales by exp(-inf) = 0.
-__device__ __forceinline__ MaxSum merge(MaxSum a, MaxSum b) {
-  const float m = fmaxf(a.max, b.max);
-  const float fa = a.max == m ? 1.0f : expf(a.max - m);
-  const float fb = b.max == m ? 1.0f : expf(b.max - m);
-  return {m, a.sum * fa + b.sum * fb};
-}
 
 __device__ __forceinline__ MaxSum warp_merge(MaxSum v) {
 #pragma unroll
@@ -68,6 +64,12 @@ __device__ __forceinline__ MaxSum warp_merge(MaxSum v) {
     const MaxSum other{__shfl_xor_sync(0xffffffffu, v.max, offset), __shfl_xor_sync(0xffffffffu, v.sum, offset)};
     v = merge(v, other);
   }
+  return v;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
   return v;
 }
 
@@ -104,16 +106,9 @@ __global__ void __launch_bounds__(kThreads)
     for (int v = t; v < s.vectors; v += kThreads) {
       const Bf16Vec<kVec> xv = load_bf16<kVec>(x + s.head + v * kVec);
       float xf[kVec];
-      float vmax = -INFINITY;
 #pragma unroll
-      for (int e = 0; e < kVec; ++e) {
-        xf[e] = __bfloat162float(xv.e[e]);
-        vmax = fmaxf(vmax, xf[e]);
-      }
-      float vsum = 0.0f;
-#pragma unroll
-      for (int e = 0; e < kVec; ++e) vsum += expf(xf[e] - vmax);
-      acc = merge(acc, {vmax, vsum});
+      for (int e = 0; e < kVec; ++e) xf[e] = __bfloat162float(xv.e[e]);
+      acc = merge(acc, ce_math::vector_max_sum(xf));
     }
     acc = warp_merge(acc);
     if (lane == 0) warp_pairs[warp] = acc;
@@ -133,16 +128,25 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-__device__ __forceinline__ bf16 logit_grad(float x, float row_lse, float dloss, bool is_target) {
-  const float d = dloss * expf(x - row_lse);
-  return __float2bfloat16_rn(is_target ? d - dloss : d);
+// The gradient of one logit i of a row; p = its probability, added to `rest` unless i is the target. The target's
+// value here is the expm1 form (cross_entropy_math.h); with whole rows the kernel overwrites it from the rest.
+__device__ __forceinline__ bf16 logit_grad(float x, int i, int target, float row_lse, float dloss, float& rest) {
+  if (i == target) return __float2bfloat16_rn(ce_math::target_grad_expm1(x, row_lse, dloss));
+  const float p = ce_math::probability(x, row_lse);
+  rest += p;
+  return __float2bfloat16_rn(dloss * p);
 }
 
 // dlogits, logits (N, V), possibly the same buffer (no __restrict__), the columns from vocab_begin; lse, targets (N).
+// whole_rows: the columns are the whole rows, so the target's gradient comes from the block's sum of the other
+// columns' probabilities (a fixed-order reduction: bit-identical reruns).
 __global__ void __launch_bounds__(kThreads)
     cross_entropy_backward_kernel(bf16* dlogits, const bf16* logits, const float* __restrict__ lse,
-                                  const int32_t* __restrict__ targets, int64_t vocab_begin, float dloss, int64_t N,
-                                  int V) {
+                                  const int32_t* __restrict__ targets, int64_t vocab_begin, bool whole_rows,
+                                  float dloss, int64_t N, int V) {
+  __shared__ float warp_rest[kWarps];
+  const int lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32;
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
     const bf16* x = logits + n * V;
     bf16* dx = dlogits + n * V;
@@ -151,19 +155,30 @@ __global__ void __launch_bounds__(kThreads)
     const int target = local_target >= 0 && local_target < V ? static_cast<int>(local_target) : -1;  // -1: no column
     const RowSplit s = split_row(x, V);  // dlogits has the same offset from a 16-byte boundary (entry point)
     const int t = threadIdx.x;
-    if (t < s.head) dx[t] = logit_grad(__bfloat162float(x[t]), row_lse, dloss, t == target);
+    float rest = 0.0f;  // this thread's share of the probabilities of the columns other than the target
+    if (t < s.head) dx[t] = logit_grad(__bfloat162float(x[t]), t, target, row_lse, dloss, rest);
     if (t < V - s.tail) {
       const int i = s.tail + t;
-      dx[i] = logit_grad(__bfloat162float(x[i]), row_lse, dloss, i == target);
+      dx[i] = logit_grad(__bfloat162float(x[i]), i, target, row_lse, dloss, rest);
     }
     for (int v = t; v < s.vectors; v += kThreads) {
       const int first = s.head + v * kVec;
       Bf16Vec<kVec> xv = load_bf16<kVec>(x + first);
 #pragma unroll
       for (int e = 0; e < kVec; ++e) {
-        xv.e[e] = logit_grad(__bfloat162float(xv.e[e]), row_lse, dloss, first + e == target);
+        xv.e[e] = logit_grad(__bfloat162float(xv.e[e]), first + e, target, row_lse, dloss, rest);
       }
       store_bf16(dx + first, xv);
+    }
+    if (whole_rows && target >= 0) {  // the same for the whole block: the barriers below are reached by all
+      rest = warp_sum(rest);
+      if (lane == 0) warp_rest[warp] = rest;
+      __syncthreads();  // also orders every thread's writes above before thread 0's write of the target below
+      if (warp == 0) {
+        rest = warp_sum(lane < kWarps ? warp_rest[lane] : 0.0f);
+        if (lane == 0) dx[target] = __float2bfloat16_rn(ce_math::target_grad_from_rest(rest, dloss));
+      }
+      __syncthreads();  // warp_rest is written again for the next row
     }
   }
 }
@@ -194,9 +209,10 @@ void launch_cross_entropy_forward(float* losses, float* lse, float* target_logit
 }
 
 void launch_cross_entropy_backward(bf16* dlogits, const bf16* logits, const float* lse, const int32_t* targets,
-                                   int64_t vocab_begin, float dloss, int64_t N, int V, cudaStream_t stream) {
+                                   int64_t vocab_begin, bool whole_rows, float dloss, int64_t N, int V,
+                                   cudaStream_t stream) {
   cross_entropy_backward_kernel<<<row_grid(N), kThreads, 0, stream>>>(dlogits, logits, lse, targets, vocab_begin,
-                                                                      dloss, N, V);
+                                                                      whole_rows, dloss, N, V);
   DYTRAIN_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -263,7 +279,7 @@ void cross_entropy_combine(float* losses, float* lse, const float* lse_parts, co
 }
 
 void cross_entropy_backward(bf16* dlogits, const bf16* logits, const float* lse, const int32_t* targets, float dloss,
-                            int64_t N, int V, cudaStream_t stream, int64_t vocab_begin) {
+                            int64_t N, int V, cudaStream_t stream, int64_t vocab_begin, int64_t vocab_size) {
   const char* op = "cross_entropy_backward";
   check_rows(op, N, V);
   check_bf16(op, "dlogits", dlogits);
@@ -276,8 +292,14 @@ void cross_entropy_backward(bf16* dlogits, const bf16* logits, const float* lse,
                                 "accessed 16 bytes at a time in both: pass logits itself (in place) or buffers that "
                                 "start at the same offset, such as two cudaMalloc'd ones");
   }
+  if (vocab_begin < 0 || vocab_size < 0 || (vocab_size > 0 && vocab_begin + V > vocab_size)) {
+    throw std::invalid_argument(detail::op_name(op) + ": columns [" + std::to_string(vocab_begin) + ", " +
+                                std::to_string(vocab_begin + V) + ") do not fit a vocabulary of " +
+                                std::to_string(vocab_size) + " (0: unknown); pass the rows' first column and length");
+  }
   if (N == 0) return;
-  launch_cross_entropy_backward(dlogits, logits, lse, targets, vocab_begin, dloss, N, V, stream);
+  const bool whole_rows = vocab_begin == 0 && vocab_size == V;
+  launch_cross_entropy_backward(dlogits, logits, lse, targets, vocab_begin, whole_rows, dloss, N, V, stream);
 }
 
 }  // namespace dytrain::cuda

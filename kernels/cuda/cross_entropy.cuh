@@ -26,10 +26,13 @@ void cross_entropy_forward(float* losses, float* lse, const __nv_bfloat16* logit
 // logits itself (the model overwrites its logits with their gradient); otherwise the two must sit at the same offset
 // from a 16-byte boundary (any two cudaMalloc'd buffers do), since rows are accessed 16 bytes at a time.
 // Vocabulary-parallel: logits are the columns [vocab_begin, vocab_begin + V) of the full rows, lse the combined one;
-// a target outside the columns has no onehot term here.
+// a target outside the columns has no onehot term here. vocab_size: the full rows' length, 0 if unknown. Only when
+// the columns are known to be the whole rows (vocab_begin 0, vocab_size V) does the target's gradient come from the
+// sum of the other probabilities, accurate for confident predictions; otherwise from expm1(x - lse), whose relative
+// error grows as ulp(lse) / (1 - p) (cross_entropy_math.h).
 void cross_entropy_backward(__nv_bfloat16* dlogits, const __nv_bfloat16* logits, const float* lse,
                             const int32_t* targets, float dloss, int64_t N, int V, cudaStream_t stream,
-                            int64_t vocab_begin = 0);
+                            int64_t vocab_begin = 0, int64_t vocab_size = 0);
 
 // The vocabulary-parallel forward (Megatron-LM's), in two steps around the tensor-parallel collectives:
 // 1. each rank, on its columns [vocab_begin, vocab_begin + V) of the full rows: lse_part (N) = logsumexp over them,

@@ -9,6 +9,7 @@
 #include "trainer/optim/adamw.h"
 #include "trainer/train/distributed_checkpoint.h"
 #include "trainer/train/engine.h"
+#include "trainer/train/fault_injection.h"
 #include "trainer/train/grad_sync.h"
 
 namespace dytrain {
@@ -22,7 +23,8 @@ class CpuEngine final : public Engine {
         model_(cfg.model, mesh.tp_group.get()),
         zero_range_(shard_range(model_.table().total(), cfg.parallel.zero1 ? mesh.dp : 1,
                                 cfg.parallel.zero1 ? mesh.dp_rank : 0)),
-        optim_(cfg.optim, model_.table(), zero_range_.begin, zero_range_.end) {}
+        optim_(cfg.optim, model_.table(), zero_range_.begin, zero_range_.end),
+        fault_(mesh.world_rank, mesh.world_size) {}
 
   const char* device_name() const override { return "cpu"; }
   const ParamTable& table() const override { return model_.table(); }
@@ -45,7 +47,10 @@ class CpuEngine final : public Engine {
     const bool last = ++micro_ == cfg_.train.grad_accum;
     if (last && mesh_.dp > 1 && !cfg_.parallel.zero1) {
       average_.emplace(*mesh_.dp_group, model_.grads().data(), model_.table().total(), cfg_.parallel.bucket_mb);
-      model_.set_grads_ready([this](int64_t begin, int64_t end) { average_->start(begin, end); });
+      model_.set_grads_ready([this](int64_t begin, int64_t end) {
+        average_->start(begin, end);
+        fault_.at("backward", optim_.t() + 1);
+      });
     }
     model_.backward(loss_weight);
     model_.set_grads_ready(nullptr);
@@ -122,6 +127,7 @@ class CpuEngine final : public Engine {
   std::vector<float> grad_shard_, padded_;  // ZeRO-1 scratch
   int micro_ = 0;                           // backward passes since zero_grad()
   std::optional<OverlappedGradAverage> average_;  // this step's dp average, started by the last backward
+  InjectedFault fault_;                           // tests only (fault_injection.h)
 };
 
 }  // namespace

@@ -21,10 +21,14 @@
 // Tensor parallelism (tp > 1) lives in the model (llama_cuda.h), on a second device communicator over the tp group;
 // the engine counts the replicated tensors' gradients once in the global norm.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <optional>
 #include <stdexcept>
+#include <string>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "kernels/cpu/grad_norm.h"
 #include "kernels/cuda/adamw.cuh"
@@ -32,12 +36,16 @@
 #include "kernels/cuda/device_arena.h"
 #include "kernels/cuda/grad_norm.cuh"
 #include "parallel/device_comm.h"
+#include "parallel/runtime.h"
 #include "trainer/model/cuda/llama_cuda.h"
 #include "trainer/optim/adamw.h"
 #include "trainer/train/adamw_segments.h"
+#include "trainer/train/device_choice.h"
 #include "trainer/train/distributed_checkpoint.h"
 #include "trainer/train/engine.h"
+#include "trainer/train/fault_injection.h"
 #include "trainer/train/grad_sync.h"
+#include "trainer/train/trainer.h"
 
 namespace dytrain {
 namespace {
@@ -50,12 +58,50 @@ ShardRange optimizer_range(const Config& cfg, const Mesh& mesh) {
   return ShardRange{0, n, n};
 }
 
-// Rank r of a host takes GPU r mod count: one GPU per rank under NCCL (resolve_device checks), shared ones over the
-// staged backend.
+// Rank r of a host takes visible GPU r mod count: one GPU per rank under NCCL (resolve_device checks the UUIDs),
+// shared ones over the staged backend.
 int gpu_for_rank(const Mesh& mesh) {
   int count = 0;
   DYTRAIN_CUDA_CHECK(cudaGetDeviceCount(&count));
-  return mesh.local_rank % count;
+  return gpu_for_local_rank(mesh.local_rank, count);
+}
+
+// This rank's GPU, made current, once every rank of the world has one: the vote (over MPI) comes before the first
+// NCCL initialization, so a rank without a usable GPU makes every rank throw together here (train() reports it with
+// exit code 2) instead of leaving its peers waiting in NCCL's initialization for the NCCL timeout.
+int agreed_gpu_for_rank(const Mesh& mesh) {
+  int device = 0;
+  std::string error;
+  try {
+    device = gpu_for_rank(mesh);
+    DYTRAIN_CUDA_CHECK(cudaSetDevice(device));
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  double failed = error.empty() ? 0.0 : 1.0;
+  mesh.world->all_reduce(&failed, 1, ReduceOp::max);
+  if (!error.empty()) throw std::runtime_error(error);
+  if (failed != 0.0) throw std::runtime_error("another rank could not select its GPU (its error is above)");
+  return device;
+}
+
+// A device communicator over `group`. Its construction is collective (the unique id's broadcast, NCCL's
+// initialization): a rank that fails inside it may leave its peers waiting there, so the failure ends the job at once
+// (abort_job) rather than going back to the trainer's agreement over MPI, which the peers would reach only after the
+// NCCL timeout. The exception: std::invalid_argument, which make_device_communicator throws for a parallel.gpu_comm
+// this build cannot serve before any collective, the same on every rank, so the trainer's agreement reports it as
+// bad input (exit code 2).
+std::unique_ptr<DeviceCommunicator> device_communicator_or_end_job(const Config& cfg, Communicator& group,
+                                                                   int device, const char* name) {
+  try {
+    return make_device_communicator(cfg.parallel.gpu_comm, group, device);
+  } catch (const std::invalid_argument&) {
+    throw;
+  } catch (const std::exception& e) {
+    if (!mpi_active()) throw;
+    abort_job(kExitError, fmt::format("building the {} group's device communicator ({}): {}", name,
+                                      cfg.parallel.gpu_comm, e.what()));
+  }
 }
 
 class CudaEvent {
@@ -99,16 +145,15 @@ class CudaEngine final : public Engine {
   CudaEngine(const Config& cfg, Mesh& mesh)
       : cfg_(cfg),
         mesh_(mesh),
-        device_(gpu_for_rank(mesh)),
+        device_(agreed_gpu_for_rank(mesh)),
+        tp_(mesh.tp > 1 ? device_communicator_or_end_job(cfg, *mesh.tp_group, device_, "tp") : nullptr),
+        dp_(mesh.dp > 1 ? device_communicator_or_end_job(cfg, *mesh.dp_group, device_, "dp") : nullptr),
         stream_(device_),
         range_(optimizer_range(cfg, mesh)),
         zero1_(cfg.parallel.zero1 && mesh.dp > 1),
-        tp_(mesh.tp > 1 ? make_device_communicator(cfg.parallel.gpu_comm, *mesh.tp_group, device_) : nullptr),
-        model_(cfg.model, stream_, zero1_ ? range_.block * mesh.dp : 0, tp_.get()) {
-    if (mesh.dp > 1) {
-      dp_ = make_device_communicator(cfg.parallel.gpu_comm, *mesh.dp_group, device_);
-      dp_stream_ = dp_->stream();
-    }
+        model_(cfg.model, stream_, zero1_ ? range_.block * mesh.dp : 0, tp_.get()),
+        fault_(mesh.world_rank, mesh.world_size) {
+    if (dp_) dp_stream_ = dp_->stream();
     const int64_t n = range_.end - range_.begin;
     norm_ws_bytes_ = cuda::sum_squares_workspace_bytes(n);
     adamw_ws_bytes_ = cuda::adamw_workspace_bytes(model_.table().specs().size());
@@ -155,6 +200,7 @@ class CudaEngine final : public Engine {
       model_.set_grads_ready([this](int64_t begin, int64_t end) {
         grads_ready_.order(stream_, dp_stream_);
         average_->start(begin, end);
+        fault_.at("backward", t_ + 1);
       });
     }
     model_.backward(loss_weight);
@@ -292,13 +338,15 @@ class CudaEngine final : public Engine {
   Config cfg_;
   Mesh& mesh_;
   int device_;
+  // Both device communicators first, before anything that can fail on one rank alone (the compute stream, the
+  // allocations): from the GPU vote on, every rank gets through both NCCL initializations or the job ends.
+  std::unique_ptr<DeviceCommunicator> tp_;  // the tp group on device buffers, when tp > 1 (the model's)
+  std::unique_ptr<DeviceCommunicator> dp_;  // the dp group on device buffers, when dp > 1
   CudaStream stream_;
   ShardRange range_;  // the flat range this rank's optimizer updates: everything, or its ZeRO-1 block
   bool zero1_;        // ZeRO-1 with dp > 1
-  std::unique_ptr<DeviceCommunicator> tp_;  // the tp group on device buffers, when tp > 1 (the model's)
   LlamaModelCuda model_;
-  std::unique_ptr<DeviceCommunicator> dp_;  // the dp group on device buffers, when dp > 1
-  cudaStream_t dp_stream_ = nullptr;        // its stream
+  cudaStream_t dp_stream_ = nullptr;  // dp_'s stream
   CudaEvent grads_ready_;  // orders the communicator's stream after the compute work queued so far
   int micro_ = 0;          // backward passes since zero_grad()
   std::optional<OverlappedGradAverage> average_;  // this step's dp average, started by the last backward
@@ -312,13 +360,25 @@ class CudaEngine final : public Engine {
   char* adamw_ws_ = nullptr;  // the segment table adamw_update uploads
   size_t adamw_ws_bytes_ = 0;
   int64_t t_ = 0;  // AdamW updates done
+  InjectedFault fault_;  // tests only (fault_injection.h)
 };
 
 }  // namespace
 
-int cuda_device_count() {
+int cuda_device_count(std::string* error) {
   int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess ? count : 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status == cudaSuccess) return count;
+  *error = std::string("cudaGetDeviceCount: ") + cudaGetErrorName(status);
+  return 0;
+}
+
+std::array<unsigned char, 16> cuda_device_uuid(int device) {
+  cudaDeviceProp prop{};
+  DYTRAIN_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  std::array<unsigned char, 16> bytes{};
+  for (int i = 0; i < 16; ++i) bytes[i] = static_cast<unsigned char>(prop.uuid.bytes[i]);
+  return bytes;
 }
 
 std::unique_ptr<Engine> make_cuda_engine(const Config& cfg, Mesh& mesh) {

@@ -56,10 +56,12 @@ class Engine {
   virtual std::map<std::string, size_t> memory() const { return {}; }
 };
 
-// The device this rank would use: train.device cpu or cuda as given (cuda throws std::invalid_argument with a clear
-// message in a build without CUDA or on a host without a GPU per rank), auto = cuda when this build has CUDA and this
-// host has a GPU for each of its ranks, else cpu. With parallel.gpu_comm: mpi any number of ranks share the host's
-// GPUs (rank r takes GPU r mod count). Local: the caller checks that every rank agrees.
+// The device this rank would use (device_choice.h): train.device cpu or cuda as given (cuda throws
+// std::invalid_argument with a clear message in a build without CUDA or when the host's ranks do not each have a GPU),
+// auto = cuda when this build has CUDA and every rank of this host has a GPU of its own (distinct UUIDs: one GPU per
+// rank under per-task binding counts), else cpu, with a warning that says why when the host has GPUs. With
+// parallel.gpu_comm: mpi ranks may share GPUs (local rank r takes visible GPU r mod count). Logs the choice and its
+// reason. Collective over mesh.node_group; the caller checks that every rank of the world agrees.
 std::string resolve_device(const Config& cfg, const Mesh& mesh);
 
 // Collective over the mesh (the CUDA engine builds its device communicators here).

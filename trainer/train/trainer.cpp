@@ -107,6 +107,30 @@ void on_all_ranks(Communicator& world, Fn&& fn) {
   throw InputError("");  // already reported by the rank(s) it happened on
 }
 
+// Runs fn, a part of the run where the ranks call collectives together and the engine holds device state. An error
+// that only this rank may have (anything but InputError and NonFiniteError, which every rank throws together) ends
+// the job right here, through abort_job, while the engine and its communicators still exist: unwinding them first
+// would tear down NCCL communicators with unmatched collectives (each one polls for its peers up to the NCCL timeout,
+// 10 minutes) and free device memory a stuck NCCL kernel still uses, so a job that failed would take minutes to end,
+// and its peers would wait the while. Without MPI (one process, no peer) the error goes on up to train()'s handlers.
+// The exit codes are train()'s: 2 for a shard changed under the run, 1 for anything else.
+template <class Fn>
+decltype(auto) ending_job_on_error(Fn&& fn) {
+  try {
+    return fn();
+  } catch (const InputError&) {
+    throw;
+  } catch (const NonFiniteError&) {
+    throw;
+  } catch (const ShardError& e) {
+    if (mpi_active()) abort_job(kExitBadInput, e.what());
+    throw;
+  } catch (const std::exception& e) {
+    if (mpi_active()) abort_job(kExitError, e.what());
+    throw;
+  }
+}
+
 class Trainer {
  public:
   Trainer(const Config& cfg, const TrainOptions& opt, Mesh& mesh, const std::string& device)
@@ -123,28 +147,34 @@ class Trainer {
     });
     // The engine next (device memory, NCCL): a model the device cannot run also fails before the run directory.
     on_all_ranks(*mesh.world, [&] { engine_ = make_engine(device, cfg, mesh); });
-    on_all_ranks(*mesh.world, [&] {
-      if (mesh.world_rank == 0) prepare_run_dir(opt);
+    // From here on the engine exists: an error of only this rank ends the job before the members unwind.
+    ending_job_on_error([&] {
+      on_all_ranks(*mesh.world, [&] {
+        if (mesh.world_rank == 0) prepare_run_dir(opt);
+      });
+      log_ = make_logger(mesh.world_rank == 0 ? (fs::path(run_dir_) / "train.log").string() : "", mesh.world_rank);
+      engine_->init(cfg.train.seed);
+      std::optional<int64_t> resumed_at;
+      if (opt.resume)
+        resumed_at = restore(opt.resume_from);
+      else if (cfg.model.alpha_init == "calibrated" && cfg.model.norm == NormKind::dyt)
+        calibrate_alphas();
+      // Only now that the checkpoint has loaded does the run directory change: a failed resume leaves the config and
+      // the metrics of the run as they were (train.log gets the error).
+      on_all_ranks(*mesh.world, [&] {
+        if (mesh.world_rank == 0) write_file_atomic((fs::path(run_dir_) / "config.yaml").string(), to_yaml(cfg_));
+      });
+      if (mesh.world_rank == 0)
+        metrics_ = std::make_unique<MetricsWriter>((fs::path(run_dir_) / "metrics.jsonl").string(), resumed_at);
     });
-    log_ = make_logger(mesh.world_rank == 0 ? (fs::path(run_dir_) / "train.log").string() : "", mesh.world_rank);
-    engine_->init(cfg.train.seed);
-    std::optional<int64_t> resumed_at;
-    if (opt.resume)
-      resumed_at = restore(opt.resume_from);
-    else if (cfg.model.alpha_init == "calibrated" && cfg.model.norm == NormKind::dyt)
-      calibrate_alphas();
-    // Only now that the checkpoint has loaded does the run directory change: a failed resume leaves the config and
-    // the metrics of the run as they were (train.log gets the error).
-    on_all_ranks(*mesh.world, [&] {
-      if (mesh.world_rank == 0) write_file_atomic((fs::path(run_dir_) / "config.yaml").string(), to_yaml(cfg_));
-    });
-    if (mesh.world_rank == 0)
-      metrics_ = std::make_unique<MetricsWriter>((fs::path(run_dir_) / "metrics.jsonl").string(), resumed_at);
   }
 
-  int run();
+  int run() {
+    return ending_job_on_error([&] { return run_steps(); });
+  }
 
  private:
+  int run_steps();
   void prepare_run_dir(const TrainOptions& opt);
   int64_t restore(const std::string& resume_from);
   void restore_from(const std::string& dir);
@@ -361,7 +391,7 @@ void Trainer::log_step(const StepMetrics& m) {
   if (metrics_) metrics_->write(m);
 }
 
-int Trainer::run() {
+int Trainer::run_steps() {
   const TrainConfig& tc = cfg_.train;
   const int64_t tokens_per_step = int64_t(tc.micro_batch) * tc.seq_len * tc.grad_accum * mesh_.dp;
   log_->info("model: {} parameters, {} layers, dim {}, norm {}; {}, layout dp {} x tp {}{}; {} tokens per step, {} steps",

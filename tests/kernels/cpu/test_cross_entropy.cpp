@@ -1,5 +1,6 @@
 // Cross-entropy: forward against log(sum exp) in double, stability under a large logit offset, backward against
 // finite differences, overwrite semantics, aliasing dlogits with logits, and rejection of an out-of-range target.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
@@ -84,6 +85,41 @@ TEST(CpuCrossEntropy, TargetOutsideVocabularyIsRejected) {
   bad[2] = kV;
   std::vector<float> losses(kN);
   EXPECT_THROW(cross_entropy_forward(losses.data(), logits.data(), bad.data(), kN, kV), std::invalid_argument);
+}
+
+// Every column at 0 but the target at L over V = 32000: 1 - p from 7e-2 down to 1.2e-6. The gradient at the target,
+// dloss * (p - 1), keeps its relative accuracy (1e-6: fp32 exponentials and the final rounding) when 1 - p is taken
+// from the other columns' double sum; as p - 1 in fp32 it lost fp32's rounding of p (6e-8) over 1 - p, up to 5%.
+TEST(CpuCrossEntropy, TheTargetGradientOfAConfidentPredictionKeepsItsRelativeAccuracy) {
+  const int V = 32000;
+  const int32_t target = 1234;
+  const float dloss = 1.0f / 4096.0f;
+  for (float L : {13.0f, 17.0f, 20.0f, 24.0f}) {
+    std::vector<float> x(V, 0.0f), dx(V);
+    x[target] = L;
+    cross_entropy_backward(dx.data(), x.data(), &target, dloss, 1, V);
+    const double rest = (V - 1) * std::exp(-double(L)) / (1.0 + (V - 1) * std::exp(-double(L)));
+    EXPECT_NEAR(dx[target], -double(dloss) * rest, 1e-6 * double(dloss) * rest) << "L " << L;
+  }
+}
+
+// Columns masked to -inf (a padded vocabulary) have probability and gradient 0, and leave the loss and the other
+// gradients of the row as the unpadded row has them.
+TEST(CpuCrossEntropy, ColumnsMaskedToMinusInfinityChangeNothing) {
+  const int V = 13, padded = 24;
+  const auto row = random_vec(V, 105, -4.0f, 4.0f);
+  std::vector<float> x(padded, -INFINITY);
+  std::copy(row.begin(), row.end(), x.begin());
+  const int32_t target = 5;
+  float loss = 0.0f, loss_padded = 0.0f;
+  std::vector<float> d(V), d_padded(padded, 55.0f);
+  cross_entropy_forward(&loss, row.data(), &target, 1, V);
+  cross_entropy_forward(&loss_padded, x.data(), &target, 1, padded);
+  cross_entropy_backward(d.data(), row.data(), &target, 0.5f, 1, V);
+  cross_entropy_backward(d_padded.data(), x.data(), &target, 0.5f, 1, padded);
+  EXPECT_EQ(loss_padded, loss);
+  for (int i = 0; i < V; ++i) EXPECT_EQ(d_padded[i], d[i]) << i;
+  for (int i = V; i < padded; ++i) EXPECT_EQ(d_padded[i], 0.0f) << i;
 }
 
 }  // namespace

@@ -126,7 +126,7 @@ void LlamaModelCuda::backward(float loss_weight) {
 
   // The loss is a mean over BT tokens: each row's weight is loss_weight / BT. dlogits overwrite the logits.
   cuda::cross_entropy_backward(logits_, logits_, lse_ce_, targets_, loss_weight / float(BT), BT, int(V), stream_,
-                               layout_.vocab_begin);
+                               layout_.vocab_begin, cfg.vocab_size);
   cuda::matmul_backward(blas, d_n_, G + layout_.lm_head, logits_, n_final_, W + layout_.lm_head, BT, C, V);
   tp_sum(d_n_, BT * C);  // copy_to_tp_region backward: the LM head is column-parallel
   norm_backward(d_res_, d_n_, x_[cfg.n_layers], rstd_final_, layout_.final_norm, /*accumulate=*/false);
