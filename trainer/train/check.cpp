@@ -12,12 +12,20 @@
 #include "trainer/config/config.h"
 #include "trainer/data/shard.h"
 #include "trainer/model/llama.h"
+#include "trainer/train/host_memory.h"
 
 namespace dytrain {
 
 std::string check_checkpoint(const CheckOptions& opt) {
   const std::string config_path = (std::filesystem::path(opt.checkpoint_dir) / "config.yaml").string();
-  const Config cfg = load_config(config_path);
+  Config cfg = load_config(config_path);
+  if (opt.seq > cfg.model.max_seq_len)
+    throw std::runtime_error(fmt::format("--seq {} exceeds the checkpoint's model.max_seq_len ({})", opt.seq,
+                                         cfg.model.max_seq_len));
+  // The checkpoint's config.yaml is input too: its model and this batch must fit the host before anything is built.
+  cfg.train.micro_batch = opt.batch;
+  cfg.train.seq_len = opt.seq;
+  check_host_memory(plan_host_memory(cfg, "cpu", 1, 1), 1, available_host_bytes());
   LlamaModel model(cfg.model);
   load_checkpoint(model.params().data(), nullptr, nullptr, opt.checkpoint_dir, model.table());
 
@@ -26,13 +34,14 @@ std::string check_checkpoint(const CheckOptions& opt) {
   if (shard.size() < need)
     throw std::runtime_error(fmt::format("{}: {} tokens, need {} for batch {} x seq {}", opt.shard, shard.size(), need,
                                          opt.batch, opt.seq));
+  std::vector<uint32_t> ids(need);
+  shard.read(0, need, ids.data());
   std::vector<int32_t> tokens(need);
   for (int64_t i = 0; i < need; ++i) {
-    const uint32_t t = shard[i];
-    if (t >= uint32_t(cfg.model.vocab_size))
-      throw std::runtime_error(fmt::format("{}: token {} at offset {} >= vocab_size {}", opt.shard, t, i,
-                                           cfg.model.vocab_size));
-    tokens[i] = int32_t(t);
+    if (ids[i] >= uint32_t(cfg.model.vocab_size))
+      throw std::runtime_error(fmt::format("{}: token id {} at token index {} (byte offset {}) >= vocab_size {}",
+                                           opt.shard, ids[i], i, shard.byte_offset(i), cfg.model.vocab_size));
+    tokens[i] = int32_t(ids[i]);
   }
 
   model.zero_grad();

@@ -1,7 +1,9 @@
 #include "trainer/train/host_memory.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
@@ -94,10 +96,33 @@ double available_host_bytes() {
     double kib = 0;
     if (fields >> kib) available = kib * 1024;
   }
-  const double limit = read_number_file("/sys/fs/cgroup/memory.max");
-  if (limit > 0) {
-    const double left = std::max(0.0, limit - read_number_file("/sys/fs/cgroup/memory.current"));
-    available = available > 0 ? std::min(available, left) : left;
+  // The cgroups of this process (/proc/self/cgroup): v2 "0::/path" (memory.max, memory.current) and v1
+  // "N:memory:/path" (memory.limit_in_bytes, memory.usage_in_bytes). A Slurm job or a systemd slice nests them below
+  // the root; every cgroup from this one up to its hierarchy's root may set a limit, and the tightest one counts.
+  struct Hierarchy {
+    std::filesystem::path root;
+    const char* limit_file;
+    const char* usage_file;
+  };
+  std::ifstream self("/proc/self/cgroup");
+  while (std::getline(self, line)) {
+    std::optional<Hierarchy> h;
+    std::string path;
+    if (line.rfind("0::", 0) == 0) {
+      h = Hierarchy{"/sys/fs/cgroup", "memory.max", "memory.current"}, path = line.substr(3);
+    } else if (const size_t at = line.find(":memory:"); at != std::string::npos) {
+      h = Hierarchy{"/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes"}, path = line.substr(at + 8);
+    }
+    if (!h) continue;
+    for (std::filesystem::path dir = h->root / std::filesystem::path(path).relative_path();;
+         dir = dir.parent_path()) {
+      const double limit = read_number_file((dir / h->limit_file).string());
+      if (limit > 0) {
+        const double left = std::max(0.0, limit - read_number_file((dir / h->usage_file).string()));
+        available = available > 0 ? std::min(available, left) : left;
+      }
+      if (dir == h->root || dir.parent_path() == dir) break;
+    }
   }
   return available;
 }

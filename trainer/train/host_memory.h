@@ -28,8 +28,9 @@ struct HostMemoryPart {
 // checkpoint staging live on the host). dp and tp: the layout (ZeRO-1 divides the moments by dp).
 std::vector<HostMemoryPart> plan_host_memory(const Config& cfg, const std::string& device, int dp, int tp);
 
-// Bytes this process may still allocate: MemAvailable of /proc/meminfo, lowered to the cgroup's memory.max minus
-// memory.current when a (v2) cgroup limit is set. 0 when neither can be read (the check is then skipped).
+// Bytes this process may still allocate: MemAvailable of /proc/meminfo, lowered to the limit minus the usage of the
+// tightest memory cgroup (v2 or v1) from this process's own up to its hierarchy's root. 0 when nothing can be read
+// (the check is then skipped).
 double available_host_bytes();
 
 // Throws std::runtime_error when ranks_on_host x the plan exceeds available_bytes: the message gives the estimate
