@@ -13,9 +13,10 @@
 // - Every shard's ids are scanned once when the loader opens (Shard::scan_ids: tens of ms per 100M tokens from the
 //   page cache), so an id >= vocab_size stops a run before it starts rather than in whichever window happens to
 //   hold it, hours in or never; the message gives the largest id in the data, which is the vocab_size it needs.
-//   Every rank scans every shard, since its windows may come from any; the ranks of a node share the page cache.
-//   Each window is checked again as it is read (free next to a step): after the scan, a bad id means the file
-//   changed under the run.
+//   The dp ranks share the scan (shard s on dp rank s % dp_size; the trainer agrees on the outcome over every rank),
+//   so the data is read once per replica rather than once per rank, and a rank with a cold cache or a slow file
+//   system does not make the others wait minutes. Each window is checked again as it is read (free next to a step):
+//   after the scan, a bad id means the file changed under the run, whichever rank scanned it.
 #include "trainer/data/loader.h"
 
 #include <algorithm>
@@ -86,17 +87,21 @@ void TokenLoader::check_ids() const {
   uint32_t max_id = 0;
   const Shard* bad_shard = nullptr;
   IdScan bad;
-  for (const Shard& shard : shards_) {
+  for (size_t s = size_t(opt_.dp_rank); s < shards_.size(); s += size_t(opt_.dp_size)) {
+    const Shard& shard = shards_[s];
     const IdScan scan = shard.scan_ids(vocab);
     max_id = std::max(max_id, scan.max_id);
     if (scan.first_bad >= 0 && !bad_shard) bad_shard = &shard, bad = scan;
   }
   if (!bad_shard) return;
   throw ShardError(fmt::format(
-      "token shard '{}': token index {} (byte offset {}) holds id {}, but vocab_size is {}; the largest id in '{}' "
-      "is {}: set model.vocab_size to at least {}, or re-prepare the data with the model's tokenizer",
+      "token shard '{}': token index {} (byte offset {}) holds id {}, but vocab_size is {}; the largest id in {} is "
+      "{}: set model.vocab_size to at least {}, or re-prepare the data with the model's tokenizer",
       bad_shard->path(), bad.first_bad, bad_shard->byte_offset(bad.first_bad), bad.first_bad_id, opt_.vocab_size,
-      opt_.shards, max_id, uint64_t(max_id) + 1));
+      opt_.dp_size == 1 ? fmt::format("'{}'", opt_.shards)
+                        : fmt::format("the shards of '{}' this rank scanned (every {}th from {})", opt_.shards,
+                                      opt_.dp_size, opt_.dp_rank),
+      max_id, uint64_t(max_id) + 1));
 }
 
 void TokenLoader::build_order() {

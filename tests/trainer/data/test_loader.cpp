@@ -267,6 +267,28 @@ TEST(TokenLoader, IdAboveVocabAnywhereFailsAtOpenNamingFileIndexAndByteOffset) {
   EXPECT_NO_THROW(TokenLoader loader(v)) << "ids up to vocab_size - 1 are fine";
 }
 
+// The dp ranks share the scan (shard s on dp rank s % dp): together they scan every shard, each rank names what it
+// found, and a rank never waits on a scan of the whole data set. The trainer agrees on the outcome over all ranks.
+TEST(TokenLoader, DataParallelRanksShareTheIdScan) {
+  TempDir dir;
+  std::vector<uint32_t> tokens(2000, 65);
+  write_shard(dir.file("a_000000.bin"), tokens, 2);  // clean
+  tokens[10] = 300;
+  write_shard(dir.file("a_000001.bin"), tokens, 2);
+  tokens[10] = 65;
+  tokens[20] = 400;
+  write_shard(dir.file("a_000002.bin"), tokens, 2);
+  LoaderOptions o = options(dir, 1, 8, 0, false);
+  o.vocab_size = 256;
+  o.dp_size = 2;
+  o.dp_rank = 1;
+  expect_error([&] { TokenLoader loader(o); }, {dir.file("a_000001.bin"), "token index 10", "id 300"});
+  o.dp_rank = 0;
+  expect_error([&] { TokenLoader loader(o); }, {dir.file("a_000002.bin"), "token index 20", "id 400"});
+  o.dp_size = 3;  // rank 0 of 3 scans a_000000 alone: its share is clean
+  EXPECT_NO_THROW(TokenLoader loader(o));
+}
+
 // A shard cut short after the loader opened it: the next batch throws naming the file and both sizes, where a
 // memory-mapped reader dies of SIGBUS.
 TEST(TokenLoader, ShardTruncatedAfterOpenIsAClearError) {
