@@ -15,6 +15,7 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/common/read_file.h"
 #include "tests/trainer/train/cli_runs.h"
 #include "trainer/train/fault_injection.h"
 
@@ -31,15 +32,6 @@ std::string tiny_config() {
          "optim: {lr: 0.003, min_lr: 0.0003, warmup_steps: 2}\n"
          "data: {train: " + kData + "text_bytes_train.bin}\n"
          "train: {micro_batch: 4, seq_len: 32, max_steps: 8, log_every: 1, device: cpu}\n";
-}
-
-bool have_mpi() { return std::string(DYTRAIN_MPIEXEC).find_first_not_of(' ') != std::string::npos; }
-
-std::string read_text(const fs::path& path) {
-  std::ifstream f(path);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
 }
 
 std::string this_host() {
@@ -66,7 +58,7 @@ JobResult run_with_fault(const dytrain::testing::CliRuns& runs, const std::strin
   const auto t0 = Clock::now();
   const int status = std::system(cmd.c_str());
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, seconds, read_text(log)};
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, seconds, dytrain::testing::read_file(log)};
 }
 
 // Processes whose command line names this test's directory (the ranks of its jobs).
@@ -85,7 +77,7 @@ std::string refusal(const JobResult& r) {
 }
 
 TEST(AbortCliTest, AFailureOnOneRankAfterTheGradientHooksStartedEndsTheJobInSeconds) {
-  if (!have_mpi()) GTEST_SKIP() << "built without MPI";
+  if (!dytrain::testing::have_mpi()) GTEST_SKIP() << "built without MPI";
   const dytrain::testing::CliRuns runs(tiny_config());
   const JobResult r = run_with_fault(runs, "cpu", 2, "backward:rank1:step3", 120);
   EXPECT_EQ(r.code, 1) << "kExitError from MPI_Abort (137: the job hung until `timeout` ended it)\n" << r.log;
@@ -102,7 +94,7 @@ TEST(AbortCliTest, AFailureOnOneRankAfterTheGradientHooksStartedEndsTheJobInSeco
 // NCCL where the host has a GPU per rank (the NCCL communicator's teardown is then the real one the fix avoids).
 // Each variant the build or the host cannot run is skipped with the CLI's own reason (exit code 2 at start).
 TEST(AbortCliTest, OnTheGpuEngineAFailureOnOneRankAlsoEndsTheJobInSeconds) {
-  if (!have_mpi()) GTEST_SKIP() << "built without MPI";
+  if (!dytrain::testing::have_mpi()) GTEST_SKIP() << "built without MPI";
   const dytrain::testing::CliRuns runs(tiny_config());
   std::string skipped;
   for (const std::string& comm : {std::string("mpi"), std::string("nccl")}) {

@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/common/read_file.h"
 #include "tests/trainer/train/cli_runs.h"
 
 namespace {
@@ -29,19 +30,10 @@ std::string tiny_config() {
          "device: cpu}\n";
 }
 
-bool have_mpi() { return std::string(DYTRAIN_MPIEXEC).find_first_not_of(' ') != std::string::npos; }
-
-std::string read_text(const fs::path& path) {
-  std::ifstream f(path);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
 class DataCheckCliTest : public ::testing::Test {
  protected:
   int run(int np, const std::string& run_dir, const std::string& flags) { return runs_.run(np, run_dir, flags); }
-  std::string log(const std::string& run_dir) { return read_text(dir_ / (run_dir + ".log")); }
+  std::string log(const std::string& run_dir) { return dytrain::testing::read_file(dir_ / (run_dir + ".log")); }
 
   dytrain::testing::CliRuns runs_{tiny_config()};
   const fs::path& dir_ = runs_.dir();
@@ -49,7 +41,7 @@ class DataCheckCliTest : public ::testing::Test {
 
 TEST_F(DataCheckCliTest, VocabSmallerThanTheDataExits2AndCreatesNoRunDirectory) {
   for (int np : {0, 2}) {
-    if (np > 0 && !have_mpi()) continue;
+    if (np > 0 && !dytrain::testing::have_mpi()) continue;
     const std::string name = "small_vocab_np" + std::to_string(np);
     EXPECT_EQ(run(np, name, "--set model.vocab_size=100"), 2) << log(name);
     EXPECT_FALSE(fs::exists(dir_ / name)) << "nothing is written before the data is checked";
@@ -86,7 +78,7 @@ TEST_F(DataCheckCliTest, BadIdInTheValidationShardExits2AtStart) {
 // rank that sees it takes the job down with code 2 (the others may be waiting in a collective).
 TEST_F(DataCheckCliTest, ShardTruncatedDuringTheRunExits2NamingTheFile) {
   for (int np : {0, 2}) {
-    if (np > 0 && !have_mpi()) continue;
+    if (np > 0 && !dytrain::testing::have_mpi()) continue;
     const std::string name = "cut_np" + std::to_string(np);
     const std::string shard = (dir_ / (name + ".bin")).string(), run_dir = (dir_ / name).string();
     fs::copy_file(kData + "text_bytes_train.bin", shard);

@@ -9,13 +9,12 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/common/read_file.h"
 #include "tests/trainer/train/cli_runs.h"
 
 namespace {
 
 const std::string kData = std::string(DYTRAIN_SOURCE_DIR) + "/data/tests/";
-
-bool have_mpi() { return std::string(DYTRAIN_MPIEXEC).find_first_not_of(' ') != std::string::npos; }
 
 TEST(DeviceCliTest, AutoSaysWhichDeviceAndWhy) {
   const dytrain::testing::CliRuns runs(
@@ -26,7 +25,7 @@ TEST(DeviceCliTest, AutoSaysWhichDeviceAndWhy) {
   char host[256] = {};
   gethostname(host, sizeof(host) - 1);
   for (int np : {0, 2}) {
-    if (np > 0 && !have_mpi()) continue;
+    if (np > 0 && !dytrain::testing::have_mpi()) continue;
     const std::string name = "np" + std::to_string(np);
     EXPECT_EQ(runs.run(np, name, ""), 0);
     std::ifstream f(runs.dir() / (name + ".log"));

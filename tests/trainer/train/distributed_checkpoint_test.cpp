@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/common/read_file.h"
 #include "parallel/mesh.h"
 #include "tests/common/temp_dir.h"
 #include "trainer/checkpoint/checkpoint.h"
@@ -127,13 +128,6 @@ std::string shared_dir(Mesh& mesh, const testing::TempDir& rank0_dir) {
   return path;
 }
 
-std::string read_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // The resident set (VmRSS) and its peak since the last reset_peak (VmHWM), in bytes, from /proc/self/status.
 double status_kib(const char* key) {
   std::ifstream in("/proc/self/status");
@@ -218,7 +212,7 @@ TEST(DistributedCheckpoint, StreamedSaveWritesTheBytesOfTheWholeBufferSave) {
     const CheckpointData data{&cfg, &whole, p.data(), m.data(), v.data(), state};
     const std::string single = save_checkpoint(run + "/single", 4, data, 0);
     for (const char* f : kCheckpointFiles) {
-      const std::string a = read_bytes(fs::path(dir) / f), b = read_bytes(fs::path(single) / f);
+      const std::string a = dytrain::testing::read_file(fs::path(dir) / f), b = dytrain::testing::read_file(fs::path(single) / f);
       EXPECT_FALSE(a.empty()) << f;
       EXPECT_TRUE(a == b) << f << " differs from the whole-buffer save (" << a.size() << " vs " << b.size()
                           << " bytes)";

@@ -15,6 +15,7 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/common/read_file.h"
 #include "tests/trainer/train/cli_runs.h"
 #include "trainer/checkpoint/safetensors.h"
 
@@ -31,13 +32,6 @@ std::string tiny_config() {
          "ckpt_every: 2, keep_checkpoints: 5, device: cpu}\n";
 }
 
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 class ResumeCliTest : public ::testing::Test {
  protected:
   fs::path ckpt(const std::string& run_dir, const char* step) const {
@@ -47,7 +41,7 @@ class ResumeCliTest : public ::testing::Test {
   int dytrain(const std::string& args) {
     const fs::path log = dir_ / "cmd.log";
     const int status = std::system((std::string(DYTRAIN_BIN) + " " + args + " > " + log.string() + " 2>&1").c_str());
-    out_ = read_text(log);
+    out_ = dytrain::testing::read_file(log);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
 
@@ -61,16 +55,16 @@ TEST_F(ResumeCliTest, EveryRankSkipsADamagedNewestCheckpointTogether) {
   ASSERT_EQ(runs_.run(2, "stopped", "--set train.max_steps=4"), 0);
   fs::resize_file(ckpt("stopped", "4") / "model.safetensors", 100);  // a disk error in the newest checkpoint
   ASSERT_EQ(runs_.run(2, "stopped", "--resume"), 0);
-  const std::string log = read_text(dir_ / "stopped.log");
+  const std::string log = dytrain::testing::read_file(dir_ / "stopped.log");
   EXPECT_NE(log.find(ckpt("stopped", "4").string() + " does not load"), std::string::npos) << log;
   EXPECT_NE(log.find("resumed from " + ckpt("stopped", "2").string() + " at step 2"), std::string::npos) << log;
   runs_.expect_same_trajectory("straight", "stopped", 0.0);
 
   // A trainer state beyond max_steps stops every rank with exit 2 and the metrics as they were.
-  const std::string metrics = read_text(dir_ / "stopped" / "metrics.jsonl");
+  const std::string metrics = dytrain::testing::read_file(dir_ / "stopped" / "metrics.jsonl");
   EXPECT_EQ(runs_.run(2, "stopped", "--resume --set train.max_steps=5"), 2);
-  EXPECT_NE(read_text(dir_ / "stopped.log").find("beyond train.max_steps = 5"), std::string::npos);
-  EXPECT_EQ(read_text(dir_ / "stopped" / "metrics.jsonl"), metrics);
+  EXPECT_NE(dytrain::testing::read_file(dir_ / "stopped.log").find("beyond train.max_steps = 5"), std::string::npos);
+  EXPECT_EQ(dytrain::testing::read_file(dir_ / "stopped" / "metrics.jsonl"), metrics);
 }
 
 TEST_F(ResumeCliTest, ResumeFromIsParsedAndImpliesResume) {
