@@ -44,6 +44,16 @@ ActivationFloats activation_floats(const ModelConfig& m, int T, int tp) {
   return a;
 }
 
+// The value of `key` in a memory.stat file ("anon 123\n..."), or -1 when absent.
+double read_stat(const std::string& path, const std::string& key) {
+  std::ifstream in(path);
+  std::string name;
+  double value = 0;
+  while (in >> name >> value)
+    if (name == key) return value;
+  return -1;
+}
+
 double read_number_file(const std::string& path) {
   std::ifstream in(path);
   std::string word;
@@ -86,9 +96,11 @@ std::vector<HostMemoryPart> plan_host_memory(const Config& cfg, const std::strin
   return plan;
 }
 
-double available_host_bytes() {
+double available_host_bytes() { return available_host_bytes_under(""); }
+
+double available_host_bytes_under(const std::string& root) {
   double available = 0;
-  std::ifstream meminfo("/proc/meminfo");
+  std::ifstream meminfo(root + "/proc/meminfo");
   std::string line;
   while (std::getline(meminfo, line)) {
     if (line.rfind("MemAvailable:", 0) != 0) continue;
@@ -96,29 +108,35 @@ double available_host_bytes() {
     double kib = 0;
     if (fields >> kib) available = kib * 1024;
   }
-  // The cgroups of this process (/proc/self/cgroup): v2 "0::/path" (memory.max, memory.current) and v1
-  // "N:memory:/path" (memory.limit_in_bytes, memory.usage_in_bytes). A Slurm job or a systemd slice nests them below
+  // The cgroups of this process (/proc/self/cgroup): v2 "0::/path" (memory.max; memory.stat's anon) and v1
+  // "N:memory:/path" (memory.limit_in_bytes; memory.stat's total_rss). A Slurm job or a systemd slice nests them below
   // the root; every cgroup from this one up to its hierarchy's root may set a limit, and the tightest one counts.
+  // Only anonymous memory counts as used: the page cache a cgroup is charged for (the shards just scanned, say) is
+  // reclaimed under pressure, and counting it would refuse runs that fit.
   struct Hierarchy {
     std::filesystem::path root;
     const char* limit_file;
-    const char* usage_file;
+    const char* used_key;    // in memory.stat
+    const char* usage_file;  // the fallback when memory.stat cannot be read (it counts the page cache too)
   };
-  std::ifstream self("/proc/self/cgroup");
+  std::ifstream self(root + "/proc/self/cgroup");
   while (std::getline(self, line)) {
     std::optional<Hierarchy> h;
     std::string path;
     if (line.rfind("0::", 0) == 0) {
-      h = Hierarchy{"/sys/fs/cgroup", "memory.max", "memory.current"}, path = line.substr(3);
+      h = Hierarchy{root + "/sys/fs/cgroup", "memory.max", "anon", "memory.current"}, path = line.substr(3);
     } else if (const size_t at = line.find(":memory:"); at != std::string::npos) {
-      h = Hierarchy{"/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes"}, path = line.substr(at + 8);
+      h = Hierarchy{root + "/sys/fs/cgroup/memory", "memory.limit_in_bytes", "total_rss", "memory.usage_in_bytes"};
+      path = line.substr(at + 8);
     }
     if (!h) continue;
     for (std::filesystem::path dir = h->root / std::filesystem::path(path).relative_path();;
          dir = dir.parent_path()) {
       const double limit = read_number_file((dir / h->limit_file).string());
       if (limit > 0) {
-        const double left = std::max(0.0, limit - read_number_file((dir / h->usage_file).string()));
+        double used = read_stat((dir / "memory.stat").string(), h->used_key);
+        if (used < 0) used = read_number_file((dir / h->usage_file).string());
+        const double left = std::max(0.0, limit - used);
         available = available > 0 ? std::min(available, left) : left;
       }
       if (dir == h->root || dir.parent_path() == dir) break;

@@ -32,6 +32,8 @@ std::vector<HostMemoryPart> plan_host_memory(const Config& cfg, const std::strin
 // tightest memory cgroup (v2 or v1) from this process's own up to its hierarchy's root. 0 when nothing can be read
 // (the check is then skipped).
 double available_host_bytes();
+// The same with every /proc and /sys path under `root` (tests build a fake tree there).
+double available_host_bytes_under(const std::string& root);
 
 // Throws std::runtime_error when ranks_on_host x the plan exceeds available_bytes: the message gives the estimate
 // by part, the available memory and the key of the largest part. available_bytes <= 0 skips the check.

@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "tests/common/temp_dir.h"
 #include "tests/trainer/model/model_test_util.h"
 #include "trainer/model/layout.h"
 #include "trainer/train/distributed_checkpoint.h"
@@ -107,6 +108,27 @@ TEST(HostMemory, CudaPlansOnlyWhatStaysOnTheHost) {
   for (const HostMemoryPart& p : plan_host_memory(cfg, "cuda", 1, 1)) total += p.bytes;
   EXPECT_LT(total, 1e8);
   EXPECT_GT(available_host_bytes(), 0.0);  // this host reports /proc/meminfo
+}
+
+// The tightest memory cgroup of the process, v2 or v1, nested or not, counts its anonymous memory as used (not the page
+// cache it is charged for); unlimited cgroups leave MemAvailable.
+TEST(HostMemory, AvailableMemoryIsTheTightestNestedCgroup) {
+  testing::TempDir root;
+  const double GiB = double(1 << 30);
+  root.write("proc/meminfo", "MemTotal: 100 kB\nMemAvailable: 67108864 kB\n");  // 64 GiB
+  root.write("proc/self/cgroup", "4:memory:/slurm/job7\n0::/slurm/job7/step0\n");
+  EXPECT_DOUBLE_EQ(available_host_bytes_under(root.path().string()), 64 * GiB);  // no limits anywhere
+  // v2: the job's limit 32 GiB with 10 GiB anonymous and 15 GiB of page cache charged; the step below is unlimited.
+  root.write("sys/fs/cgroup/slurm/job7/memory.max", std::to_string(int64_t(32 * GiB)) + "\n");
+  root.write("sys/fs/cgroup/slurm/job7/memory.stat", "anon " + std::to_string(int64_t(10 * GiB)) +
+                                                          "\nfile " + std::to_string(int64_t(15 * GiB)) + "\n");
+  root.write("sys/fs/cgroup/slurm/job7/step0/memory.max", "max\n");
+  EXPECT_DOUBLE_EQ(available_host_bytes_under(root.path().string()), 22 * GiB);
+  // v1, tighter: 16 GiB with 4 GiB of RSS.
+  root.write("sys/fs/cgroup/memory/slurm/job7/memory.limit_in_bytes", std::to_string(int64_t(16 * GiB)) + "\n");
+  root.write("sys/fs/cgroup/memory/slurm/job7/memory.stat", "cache 1\ntotal_rss " + std::to_string(int64_t(4 * GiB)) +
+                                                                 "\n");
+  EXPECT_DOUBLE_EQ(available_host_bytes_under(root.path().string()), 12 * GiB);
 }
 
 }  // namespace
