@@ -1,5 +1,7 @@
 #include "trainer/train/distributed_checkpoint.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <optional>
 #include <stdexcept>
@@ -111,6 +113,29 @@ void agree_finite(Mesh& mesh, const ParamTable& local, const float* params, Adam
   throw NonFiniteError(root == 0 ? found : "rank " + std::to_string(root) + ": " + found);
 }
 
+// Replicated tensors (DyT alpha, gamma, beta; embed_scale) must hold the same bits on every tp rank: only tp rank 0's
+// copy is written, so a divergence (a missed all-reduce, a nondeterministic kernel) would go into the checkpoint
+// unnoticed. An FNV-1a hash of them is compared with tp rank 0's over each tp group, and the verdict is agreed on over
+// the world, so every rank throws together (no rank is left in the save's collectives).
+void agree_replicated(Mesh& mesh, const ParamTable& local, const float* params) {
+  uint64_t hash = 0xcbf29ce484222325ull;
+  for (const ParamSpec& s : local.specs()) {
+    if (s.split != TpSplit::replicated) continue;
+    const auto* bytes = reinterpret_cast<const unsigned char*>(params + s.offset);
+    for (int64_t i = 0; i < s.numel * int64_t(sizeof(float)); ++i) hash = (hash ^ bytes[i]) * 0x100000001b3ull;
+  }
+  uint64_t tp_root = hash;
+  mesh.tp_group->broadcast(&tp_root, sizeof tp_root, 0);
+  double differing = tp_root == hash ? 0.0 : double(mesh.world_size - mesh.world_rank);  // max: the lowest rank
+  mesh.world->all_reduce(&differing, 1, ReduceOp::max);
+  if (differing == 0) return;
+  throw std::runtime_error(fmt::format(
+      "checkpoint: the replicated parameters (DyT alpha, gamma and beta; embed_scale) of world rank {} differ from its "
+      "tensor-parallel rank 0's; they must be the same bits on every tp rank. This is a bug in the tp path: report it "
+      "with the config; the last checkpoint on disk is intact",
+      mesh.world_size - static_cast<int>(differing)));
+}
+
 }  // namespace
 
 int64_t widest_checkpoint_row(const ParamTable& local, int tp) {
@@ -134,6 +159,7 @@ std::string save_checkpoint_distributed(Mesh& mesh, const std::string& run_dir, 
                                         const ParamTable& local, const float* params, AdamW& optim,
                                         const YAML::Node& trainer_state) {
   agree_finite(mesh, local, params, optim);
+  agree_replicated(mesh, local, params);
   const int64_t n = local.total();
   const bool ranged = moments_ranged(mesh, optim, n);
   std::optional<CheckpointWriter> writer;

@@ -253,6 +253,36 @@ TEST(DistributedCheckpoint, ANonFiniteValueOnAnyRankIsRefusedByAllBeforeAnything
   mesh.world->barrier();
 }
 
+// A replicated tensor (DyT alpha here) that differs on one tp rank is refused on every rank before anything is
+// created: only tp rank 0's copy would be written.
+TEST(DistributedCheckpoint, ReplicatedParametersThatDifferAcrossTpAreRefusedByAll) {
+  Mesh mesh = test_mesh();
+  if (mesh.tp == 1) GTEST_SKIP() << "needs tp 2 (an even number of ranks)";
+  testing::TempDir tmp;
+  const std::string run = shared_dir(mesh, tmp);
+  Config cfg;
+  RankState st(mesh, cfg, model_table(64, 32, 64, 1, mesh.tp));
+  st.fill_values(mesh);
+  const ParamSpec* alpha = nullptr;
+  for (const ParamSpec& s : st.table.specs())
+    if (s.split == TpSplit::replicated) alpha = &s;
+  ASSERT_NE(alpha, nullptr);
+  const int culprit = mesh.world_size - 1;  // a tp rank 1
+  if (mesh.world_rank == culprit) st.params[alpha->offset] = std::nextafter(st.params[alpha->offset], 10.0f);
+  YAML::Node state;
+  state["step"] = 7;
+  try {
+    save_checkpoint_distributed(mesh, run, 7, cfg, st.table, st.params.data(), st.optim, state);
+    ADD_FAILURE() << "no error on rank " << mesh.world_rank;
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("of world rank " + std::to_string(culprit) + " differ"), std::string::npos)
+        << e.what();
+  }
+  mesh.world->barrier();
+  EXPECT_FALSE(fs::exists(fs::path(run) / "checkpoints" / "step_00000007"));
+  mesh.world->barrier();
+}
+
 // A NaN in the file is found by the ranks that read it: the others never see those bytes, and Trainer::restore
 // agrees on the outcome across ranks (any rank's CheckpointError skips the checkpoint everywhere).
 TEST(DistributedCheckpoint, ANonFiniteValueInTheFileIsFoundByTheRanksThatReadIt) {
