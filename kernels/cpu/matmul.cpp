@@ -3,7 +3,8 @@
 // accumulating in place). OpenBLAS's own threading is not used: it splits a product between its threads by their
 // number, and the edge kernels then round some elements differently (observed: grad_norm and the site statistics
 // differing in the last bits between 1 and 2 threads at M 1000 x K 100 x N 320). The tile edge is a function of the
-// output's shape alone (tile_edge), so the result depends only on the shapes, never on the thread count. Without BLAS, OpenMP loops over tiles of output rows, with the innermost loop
+// output's shape alone (tile_edge), so the result depends only on the shapes, never on the thread count.
+// Without BLAS, OpenMP loops over tiles of output rows, with the innermost loop
 // over k, contiguous in memory:
 //   forward  out[m, n] = dot(inp[m, :], weight[n, :])   an `omp simd` dot (lane order fixed at compile time);
 //   dinp     dinp[m, :] += dout[m, n] * weight[n, :]     axpy over k, n in order;

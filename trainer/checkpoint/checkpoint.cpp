@@ -67,15 +67,17 @@ std::unique_ptr<SafetensorsReader> matching_file(const std::string& path, const 
       expected.insert(name);
       auto it = idx.tensors.find(name);
       if (it == idx.tensors.end())
-        throw CheckpointMismatchError(fmt::format("{}: tensor {} is missing (expected {} tensors, the file has {}){}", path,
-                                          name, prefixes.size() * table.specs().size(), idx.tensors.size(), hint));
+        throw CheckpointMismatchError(fmt::format("{}: tensor {} is missing (expected {} tensors, the file has {}){}",
+                                                  path, name, prefixes.size() * table.specs().size(),
+                                                  idx.tensors.size(), hint));
       if (it->second.shape != s.full_shape)
         throw CheckpointMismatchError(fmt::format("{}: tensor {} has shape {}, the model expects {}{}", path, name,
-                                          format_shape(it->second.shape), format_shape(s.full_shape), hint));
+                                                  format_shape(it->second.shape), format_shape(s.full_shape), hint));
     }
   for (const auto& [name, info] : idx.tensors)
     if (!expected.count(name))
-      throw CheckpointMismatchError(fmt::format("{}: tensor {} is not a tensor of the model{}", path, name, hint));
+      throw CheckpointMismatchError(
+          fmt::format("{}: tensor {} is not a tensor of the model{}", path, name, hint));
   return file;
 }
 

@@ -21,6 +21,9 @@
 
 namespace {
 
+using dytrain::testing::read_file;
+using dytrain::testing::have_mpi;
+
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
@@ -58,7 +61,7 @@ JobResult run_with_fault(const dytrain::testing::CliRuns& runs, const std::strin
   const auto t0 = Clock::now();
   const int status = std::system(cmd.c_str());
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, seconds, dytrain::testing::read_file(log)};
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, seconds, read_file(log)};
 }
 
 // Processes whose command line names this test's directory (the ranks of its jobs).
@@ -77,7 +80,7 @@ std::string refusal(const JobResult& r) {
 }
 
 TEST(AbortCliTest, AFailureOnOneRankAfterTheGradientHooksStartedEndsTheJobInSeconds) {
-  if (!dytrain::testing::have_mpi()) GTEST_SKIP() << "built without MPI";
+  if (!have_mpi()) GTEST_SKIP() << "built without MPI";
   const dytrain::testing::CliRuns runs(tiny_config());
   const JobResult r = run_with_fault(runs, "cpu", 2, "backward:rank1:step3", 120);
   EXPECT_EQ(r.code, 1) << "kExitError from MPI_Abort (137: the job hung until `timeout` ended it)\n" << r.log;
@@ -94,7 +97,7 @@ TEST(AbortCliTest, AFailureOnOneRankAfterTheGradientHooksStartedEndsTheJobInSeco
 // NCCL where the host has a GPU per rank (the NCCL communicator's teardown is then the real one the fix avoids).
 // Each variant the build or the host cannot run is skipped with the CLI's own reason (exit code 2 at start).
 TEST(AbortCliTest, OnTheGpuEngineAFailureOnOneRankAlsoEndsTheJobInSeconds) {
-  if (!dytrain::testing::have_mpi()) GTEST_SKIP() << "built without MPI";
+  if (!have_mpi()) GTEST_SKIP() << "built without MPI";
   const dytrain::testing::CliRuns runs(tiny_config());
   std::string skipped;
   for (const std::string& comm : {std::string("mpi"), std::string("nccl")}) {

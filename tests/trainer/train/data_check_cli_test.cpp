@@ -17,6 +17,9 @@
 
 namespace {
 
+using dytrain::testing::read_file;
+using dytrain::testing::have_mpi;
+
 namespace fs = std::filesystem;
 
 const std::string kData = std::string(DYTRAIN_SOURCE_DIR) + "/data/tests/";
@@ -33,7 +36,7 @@ std::string tiny_config() {
 class DataCheckCliTest : public ::testing::Test {
  protected:
   int run(int np, const std::string& run_dir, const std::string& flags) { return runs_.run(np, run_dir, flags); }
-  std::string log(const std::string& run_dir) { return dytrain::testing::read_file(dir_ / (run_dir + ".log")); }
+  std::string log(const std::string& run_dir) { return read_file(dir_ / (run_dir + ".log")); }
 
   dytrain::testing::CliRuns runs_{tiny_config()};
   const fs::path& dir_ = runs_.dir();
@@ -41,7 +44,7 @@ class DataCheckCliTest : public ::testing::Test {
 
 TEST_F(DataCheckCliTest, VocabSmallerThanTheDataExits2AndCreatesNoRunDirectory) {
   for (int np : {0, 2}) {
-    if (np > 0 && !dytrain::testing::have_mpi()) continue;
+    if (np > 0 && !have_mpi()) continue;
     const std::string name = "small_vocab_np" + std::to_string(np);
     EXPECT_EQ(run(np, name, "--set model.vocab_size=100"), 2) << log(name);
     EXPECT_FALSE(fs::exists(dir_ / name)) << "nothing is written before the data is checked";
@@ -78,7 +81,7 @@ TEST_F(DataCheckCliTest, BadIdInTheValidationShardExits2AtStart) {
 // rank that sees it takes the job down with code 2 (the others may be waiting in a collective).
 TEST_F(DataCheckCliTest, ShardTruncatedDuringTheRunExits2NamingTheFile) {
   for (int np : {0, 2}) {
-    if (np > 0 && !dytrain::testing::have_mpi()) continue;
+    if (np > 0 && !have_mpi()) continue;
     const std::string name = "cut_np" + std::to_string(np);
     const std::string shard = (dir_ / (name + ".bin")).string(), run_dir = (dir_ / name).string();
     fs::copy_file(kData + "text_bytes_train.bin", shard);

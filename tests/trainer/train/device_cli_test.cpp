@@ -14,6 +14,8 @@
 
 namespace {
 
+using dytrain::testing::have_mpi;
+
 const std::string kData = std::string(DYTRAIN_SOURCE_DIR) + "/data/tests/";
 
 TEST(DeviceCliTest, AutoSaysWhichDeviceAndWhy) {
@@ -25,7 +27,7 @@ TEST(DeviceCliTest, AutoSaysWhichDeviceAndWhy) {
   char host[256] = {};
   gethostname(host, sizeof(host) - 1);
   for (int np : {0, 2}) {
-    if (np > 0 && !dytrain::testing::have_mpi()) continue;
+    if (np > 0 && !have_mpi()) continue;
     const std::string name = "np" + std::to_string(np);
     EXPECT_EQ(runs.run(np, name, ""), 0);
     std::ifstream f(runs.dir() / (name + ".log"));

@@ -26,6 +26,8 @@
 namespace dytrain {
 namespace {
 
+using dytrain::testing::read_file;
+
 namespace fs = std::filesystem;
 
 constexpr double kMiB = 1 << 20;
@@ -212,7 +214,7 @@ TEST(DistributedCheckpoint, StreamedSaveWritesTheBytesOfTheWholeBufferSave) {
     const CheckpointData data{&cfg, &whole, p.data(), m.data(), v.data(), state};
     const std::string single = save_checkpoint(run + "/single", 4, data, 0);
     for (const char* f : kCheckpointFiles) {
-      const std::string a = dytrain::testing::read_file(fs::path(dir) / f), b = dytrain::testing::read_file(fs::path(single) / f);
+      const std::string a = read_file(fs::path(dir) / f), b = read_file(fs::path(single) / f);
       EXPECT_FALSE(a.empty()) << f;
       EXPECT_TRUE(a == b) << f << " differs from the whole-buffer save (" << a.size() << " vs " << b.size()
                           << " bytes)";
@@ -225,13 +227,19 @@ TEST(DistributedCheckpoint, StreamedSaveWritesTheBytesOfTheWholeBufferSave) {
   mesh.world->barrier();
 }
 
-TEST(DistributedCheckpoint, ANonFiniteValueOnAnyRankIsRefusedByAllBeforeAnythingIsCreated) {
+// A small model's state on every rank, filled with known values, and a run directory every rank sees.
+class SmallCheckpoint : public ::testing::Test {
+ protected:
+  void SetUp() override { st.fill_values(mesh); }
+
   Mesh mesh = test_mesh();
   testing::TempDir tmp;
   const std::string run = shared_dir(mesh, tmp);
   Config cfg;
-  RankState st(mesh, cfg, model_table(64, 32, 64, 1, mesh.tp));
-  st.fill_values(mesh);
+  RankState st{mesh, cfg, model_table(64, 32, 64, 1, mesh.tp)};
+};
+
+TEST_F(SmallCheckpoint, ANonFiniteValueOnAnyRankIsRefusedByAllBeforeAnythingIsCreated) {
   const int last = mesh.world_size - 1;
   if (mesh.world_rank == last) st.optim.exp_avg_sq()[st.optim.exp_avg_sq().size() / 2] = std::nanf("");
   YAML::Node state;
@@ -255,14 +263,8 @@ TEST(DistributedCheckpoint, ANonFiniteValueOnAnyRankIsRefusedByAllBeforeAnything
 
 // A replicated tensor (DyT alpha here) that differs on one tp rank is refused on every rank before anything is
 // created: only tp rank 0's copy would be written.
-TEST(DistributedCheckpoint, ReplicatedParametersThatDifferAcrossTpAreRefusedByAll) {
-  Mesh mesh = test_mesh();
+TEST_F(SmallCheckpoint, ReplicatedParametersThatDifferAcrossTpAreRefusedByAll) {
   if (mesh.tp == 1) GTEST_SKIP() << "needs tp 2 (an even number of ranks)";
-  testing::TempDir tmp;
-  const std::string run = shared_dir(mesh, tmp);
-  Config cfg;
-  RankState st(mesh, cfg, model_table(64, 32, 64, 1, mesh.tp));
-  st.fill_values(mesh);
   const ParamSpec* alpha = nullptr;
   for (const ParamSpec& s : st.table.specs())
     if (s.split == TpSplit::replicated) alpha = &s;
@@ -285,13 +287,7 @@ TEST(DistributedCheckpoint, ReplicatedParametersThatDifferAcrossTpAreRefusedByAl
 
 // A NaN in the file is found by the ranks that read it: the others never see those bytes, and Trainer::restore
 // agrees on the outcome across ranks (any rank's CheckpointError skips the checkpoint everywhere).
-TEST(DistributedCheckpoint, ANonFiniteValueInTheFileIsFoundByTheRanksThatReadIt) {
-  Mesh mesh = test_mesh();
-  testing::TempDir tmp;
-  const std::string run = shared_dir(mesh, tmp);
-  Config cfg;
-  RankState st(mesh, cfg, model_table(64, 32, 64, 1, mesh.tp));
-  st.fill_values(mesh);
+TEST_F(SmallCheckpoint, ANonFiniteValueInTheFileIsFoundByTheRanksThatReadIt) {
   YAML::Node state;
   state["step"] = 6;
   const std::string dir = save_checkpoint_distributed(mesh, run, 6, cfg, st.table, st.params.data(), st.optim, state);

@@ -21,6 +21,8 @@
 
 namespace {
 
+using dytrain::testing::read_file;
+
 namespace fs = std::filesystem;
 
 std::string tiny_config() {
@@ -41,7 +43,7 @@ class ResumeCliTest : public ::testing::Test {
   int dytrain(const std::string& args) {
     const fs::path log = dir_ / "cmd.log";
     const int status = std::system((std::string(DYTRAIN_BIN) + " " + args + " > " + log.string() + " 2>&1").c_str());
-    out_ = dytrain::testing::read_file(log);
+    out_ = read_file(log);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
 
@@ -55,16 +57,16 @@ TEST_F(ResumeCliTest, EveryRankSkipsADamagedNewestCheckpointTogether) {
   ASSERT_EQ(runs_.run(2, "stopped", "--set train.max_steps=4"), 0);
   fs::resize_file(ckpt("stopped", "4") / "model.safetensors", 100);  // a disk error in the newest checkpoint
   ASSERT_EQ(runs_.run(2, "stopped", "--resume"), 0);
-  const std::string log = dytrain::testing::read_file(dir_ / "stopped.log");
+  const std::string log = read_file(dir_ / "stopped.log");
   EXPECT_NE(log.find(ckpt("stopped", "4").string() + " does not load"), std::string::npos) << log;
   EXPECT_NE(log.find("resumed from " + ckpt("stopped", "2").string() + " at step 2"), std::string::npos) << log;
   runs_.expect_same_trajectory("straight", "stopped", 0.0);
 
   // A trainer state beyond max_steps stops every rank with exit 2 and the metrics as they were.
-  const std::string metrics = dytrain::testing::read_file(dir_ / "stopped" / "metrics.jsonl");
+  const std::string metrics = read_file(dir_ / "stopped" / "metrics.jsonl");
   EXPECT_EQ(runs_.run(2, "stopped", "--resume --set train.max_steps=5"), 2);
-  EXPECT_NE(dytrain::testing::read_file(dir_ / "stopped.log").find("beyond train.max_steps = 5"), std::string::npos);
-  EXPECT_EQ(dytrain::testing::read_file(dir_ / "stopped" / "metrics.jsonl"), metrics);
+  EXPECT_NE(read_file(dir_ / "stopped.log").find("beyond train.max_steps = 5"), std::string::npos);
+  EXPECT_EQ(read_file(dir_ / "stopped" / "metrics.jsonl"), metrics);
 }
 
 TEST_F(ResumeCliTest, ResumeFromIsParsedAndImpliesResume) {
@@ -82,7 +84,8 @@ TEST_F(ResumeCliTest, CheckExitsTwoOnNaNAndOnIntegersThatDoNotFit) {
   ASSERT_EQ(dytrain("check " + ck + " " + shard + " --batch 2"), 0) << out_;
   for (const char* bad : {"99999999999", "4294967298", "-1", "0", "2x", "1e3"}) {
     EXPECT_EQ(dytrain("check " + ck + " " + shard + " --batch " + bad), 2) << bad;
-    EXPECT_NE(out_.find("--batch needs an integer from 1 to 2147483647, got '" + std::string(bad) + "'"), std::string::npos)
+    EXPECT_NE(out_.find("--batch needs an integer from 1 to 2147483647, got '" + std::string(bad) + "'"),
+              std::string::npos)
         << out_;
   }
   EXPECT_EQ(dytrain("check " + ck + " " + shard + " --seq"), 2);

@@ -28,6 +28,8 @@
 namespace dytrain {
 namespace {
 
+using dytrain::testing::read_file;
+
 namespace fs = std::filesystem;
 
 class ResumeTest : public ::testing::Test {
@@ -105,8 +107,8 @@ class ResumeTest : public ::testing::Test {
 TEST_F(ResumeTest, BadTrainerStateStopsBeforeTheRunDirectoryChanges) {
   ASSERT_EQ(run("r", {"train.max_steps=2"}), kExitOk);
   const fs::path ck = ckpt("r", 2), state_path = ck / "trainer_state.yaml";
-  const std::string config = dytrain::testing::read_file(dir_ / "r" / "config.yaml"), metrics = dytrain::testing::read_file(dir_ / "r" / "metrics.jsonl");
-  const std::string state = dytrain::testing::read_file(state_path);
+  const std::string config = read_file(dir_ / "r" / "config.yaml"), metrics = read_file(dir_ / "r" / "metrics.jsonl");
+  const std::string state = read_file(state_path);
   ASSERT_FALSE(metrics.empty());
   struct Case {
     const char* what;
@@ -138,8 +140,8 @@ TEST_F(ResumeTest, BadTrainerStateStopsBeforeTheRunDirectoryChanges) {
     EXPECT_EQ(run("r", {"train.max_steps=10"}, /*resume=*/true), kExitBadInput) << out_;
     EXPECT_NE(out_.find(state_path.string()), std::string::npos) << out_;
     EXPECT_NE(out_.find(c.phrase), std::string::npos) << out_;
-    EXPECT_EQ(dytrain::testing::read_file(dir_ / "r" / "config.yaml"), config);
-    EXPECT_EQ(dytrain::testing::read_file(dir_ / "r" / "metrics.jsonl"), metrics);
+    EXPECT_EQ(read_file(dir_ / "r" / "config.yaml"), config);
+    EXPECT_EQ(read_file(dir_ / "r" / "metrics.jsonl"), metrics);
     EXPECT_FALSE(fs::exists(ckpt("r", 10)));
   }
 }
@@ -148,25 +150,25 @@ TEST_F(ResumeTest, BadTrainerStateStopsBeforeTheRunDirectoryChanges) {
 // to compare configs, instead of trying every older checkpoint and advising to remove them.
 TEST_F(ResumeTest, ACheckpointOfAnotherModelStopsTheResume) {
   ASSERT_EQ(run("r", {"train.max_steps=4", "train.ckpt_every=2"}), kExitOk);
-  const std::string metrics = dytrain::testing::read_file(dir_ / "r" / "metrics.jsonl");
+  const std::string metrics = read_file(dir_ / "r" / "metrics.jsonl");
   EXPECT_EQ(run("r", {"train.max_steps=6", "model.ffn_dim=96"}, /*resume=*/true), kExitBadInput);
   EXPECT_NE(out_.find("the checkpoint holds another model than the config describes"), std::string::npos) << out_;
   EXPECT_EQ(out_.find("does not load"), std::string::npos) << "fell back to an older checkpoint: " << out_;
-  EXPECT_EQ(dytrain::testing::read_file(dir_ / "r" / "metrics.jsonl"), metrics);
+  EXPECT_EQ(read_file(dir_ / "r" / "metrics.jsonl"), metrics);
   EXPECT_TRUE(fs::exists(ckpt("r", 2)));
   EXPECT_TRUE(fs::exists(ckpt("r", 4)));
 }
 
 TEST_F(ResumeTest, ACheckpointBeyondMaxStepsStopsTheResume) {
   ASSERT_EQ(run("r", {"train.max_steps=4", "train.ckpt_every=2"}), kExitOk);
-  const std::string config = dytrain::testing::read_file(dir_ / "r" / "config.yaml"), metrics = dytrain::testing::read_file(dir_ / "r" / "metrics.jsonl");
+  const std::string config = read_file(dir_ / "r" / "config.yaml"), metrics = read_file(dir_ / "r" / "metrics.jsonl");
   // Falling back to step 2 would quietly rewind the run: the resume stops and says what to change.
   EXPECT_EQ(run("r", {"train.max_steps=3", "train.ckpt_every=2"}, /*resume=*/true), kExitBadInput);
   EXPECT_NE(out_.find((ckpt("r", 4) / "trainer_state.yaml").string() + ": key 'step' is 4, beyond train.max_steps = 3"),
             std::string::npos)
       << out_;
-  EXPECT_EQ(dytrain::testing::read_file(dir_ / "r" / "config.yaml"), config);
-  EXPECT_EQ(dytrain::testing::read_file(dir_ / "r" / "metrics.jsonl"), metrics);
+  EXPECT_EQ(read_file(dir_ / "r" / "config.yaml"), config);
+  EXPECT_EQ(read_file(dir_ / "r" / "metrics.jsonl"), metrics);
 }
 
 TEST_F(ResumeTest, ACopiedHugeStepDirectoryDoesNotWin) {
@@ -184,10 +186,10 @@ TEST_F(ResumeTest, ACopiedHugeStepDirectoryDoesNotWin) {
     n["step"] = int64_t(999999999999999999);
     n["adam_t"] = int64_t(999999999999999999);
   });
-  const std::string metrics_before = dytrain::testing::read_file(dir_ / "h" / "metrics.jsonl");
+  const std::string metrics_before = read_file(dir_ / "h" / "metrics.jsonl");
   EXPECT_EQ(run("h", {"train.max_steps=8", "train.ckpt_every=2"}, /*resume=*/true), kExitBadInput);
   EXPECT_NE(out_.find("key 'step' is 999999999999999999, beyond train.max_steps = 8"), std::string::npos) << out_;
-  EXPECT_EQ(dytrain::testing::read_file(dir_ / "h" / "metrics.jsonl"), metrics_before);
+  EXPECT_EQ(read_file(dir_ / "h" / "metrics.jsonl"), metrics_before);
 }
 
 TEST_F(ResumeTest, ADamagedNewestCheckpointIsSkippedAndTheRunContinuesExactly) {
@@ -211,19 +213,19 @@ TEST_F(ResumeTest, ADamagedNewestCheckpointIsSkippedAndTheRunContinuesExactly) {
   ASSERT_EQ(metrics("stopped").size(), 12u);
   expect_same_steps("straight", "stopped", 0, 12);
   // The damaged checkpoint was replaced by the rerun of step 12.
-  EXPECT_EQ(dytrain::testing::read_file(moments), dytrain::testing::read_file(ckpt("straight", 12) / "optimizer.st"));
+  EXPECT_EQ(read_file(moments), read_file(ckpt("straight", 12) / "optimizer.st"));
 
   // Every checkpoint damaged (a truncated file, a file that is not safetensors): exit 2, each named, the run
   // directory as it was.
   fs::resize_file(ckpt("stopped", 12) / "model.safetensors", 10);
   fs::remove(ckpt("stopped", 6) / "optimizer.st");
   std::ofstream(ckpt("stopped", 6) / "optimizer.st") << "not safetensors";
-  const std::string metrics_before = dytrain::testing::read_file(dir_ / "stopped" / "metrics.jsonl");
+  const std::string metrics_before = read_file(dir_ / "stopped" / "metrics.jsonl");
   EXPECT_EQ(run("stopped", every6, /*resume=*/true), kExitBadInput);
   EXPECT_NE(out_.find(ckpt("stopped", 12).string() + " does not load"), std::string::npos) << out_;
   EXPECT_NE(out_.find(ckpt("stopped", 6).string() + " does not load"), std::string::npos) << out_;
   EXPECT_NE(out_.find("none of the 2 checkpoints"), std::string::npos) << out_;
-  EXPECT_EQ(dytrain::testing::read_file(dir_ / "stopped" / "metrics.jsonl"), metrics_before);
+  EXPECT_EQ(read_file(dir_ / "stopped" / "metrics.jsonl"), metrics_before);
 }
 
 TEST_F(ResumeTest, ResumeFromContinuesFromACheckpointOfAnotherRun) {
