@@ -111,7 +111,8 @@ int cmd_check(const std::vector<std::string>& args) {
     if (a == "--batch" || a == "--seq") {
       if (i + 1 == args.size()) return usage_error(a + " needs a value");
       int v = 0;
-      if (const std::string e = dytrain::parse_int_flag(a, args[++i], 1, INT_MAX, &v); !e.empty()) return usage_error(e);
+      const std::string e = dytrain::parse_int_flag(a, args[++i], 1, INT_MAX, &v);
+      if (!e.empty()) return usage_error(e);
       (a == "--batch" ? opt.batch : opt.seq) = v;
     } else if (a.rfind("--", 0) == 0) {
       return usage_error("unknown option " + a);

@@ -354,8 +354,9 @@ SweepSpec load_sweep_spec(const std::string& path) {
   }
   if (axes.empty()) r.fail(root, "grid", "missing: give a grid: map of axis lists or a points: list");
   if (axes.size() > kMaxPoints)
-    r.fail(root, "points", fmt::format("grid and points give {} points, more than {}; split the study into several specs",
-                                       axes.size(), kMaxPoints));
+    r.fail(root, "points",
+           fmt::format("grid and points give {} points, more than {}; split the study into several specs", axes.size(),
+                       kMaxPoints));
 
   Config base;
   try {
