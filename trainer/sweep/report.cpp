@@ -14,6 +14,7 @@
 #include "trainer/checkpoint/atomic_file.h"
 #include "trainer/sweep/fit.h"
 #include "trainer/sweep/plots.h"
+#include "trainer/sweep/report_cells.h"
 #include "trainer/sweep/spec.h"
 
 namespace dytrain {
@@ -32,22 +33,58 @@ std::string cell(const PointResult& p) {
   return s;
 }
 
-std::vector<const PointResult*> select(const std::vector<PointResult>& points,
-                                       const std::function<bool(const PointResult&)>& keep) {
-  std::vector<const PointResult*> out;
-  for (const auto& p : points)
-    if (keep(p)) out.push_back(&p);
+std::vector<const CellResult*> select_cells(const std::vector<CellResult>& cells,
+                                            const std::function<bool(const CellResult&)>& keep) {
+  std::vector<const CellResult*> out;
+  for (const auto& c : cells)
+    if (keep(c)) out.push_back(&c);
   return out;
 }
 
-// One alpha_attn x alpha_ffn table of a panel; the best cell in bold.
-void panel_table(std::ostringstream& s, const std::vector<const PointResult*>& panel) {
+std::optional<double> mean_of(const std::optional<LossRange>& r) {
+  return r ? std::optional(r->mean) : std::nullopt;
+}
+
+std::string seeds_text(int n) { return fmt::format("{} seed{}", n, n == 1 ? "" : "s"); }
+
+// A cell of one run keeps the text of that run. Several seeds: the means over the finished seeds, +- half the range
+// of the ranking loss after it, how many seeds the means hold, and how many of the others ended how.
+std::string cell_text(const CellResult& c, bool by_val) {
+  if (c.points.size() == 1) return cell(*c.points[0]);
+  std::map<std::string, int> left_out;
+  for (const PointResult* p : c.points)
+    if (!finished(*p)) ++left_out[p->status == "done" ? "non-finite" : p->status];
+  std::string missing;
+  for (const auto& [status, n] : left_out)
+    missing += fmt::format("{}{} of {} {}", missing.empty() ? "" : "; ", n, seeds_text(int(c.points.size())), status);
+  if (c.n_finished == 0) return missing;
+  const auto& r = rank_range(c, by_val);
+  const std::string pm = c.n_finished >= 2 && r ? fmt::format(" ± {:.4f}", (r->max - r->min) / 2) : "";
+  return loss_text(mean_of(c.train)) + (by_val ? "" : pm) + " / " + loss_text(mean_of(c.val)) + (by_val ? pm : "") +
+         " (" + seeds_text(c.n_finished) + (missing.empty() ? "" : "; " + missing) + ")";
+}
+
+std::string point_names(const CellResult& c) {
+  std::string names;
+  for (const PointResult* p : c.points) names += (names.empty() ? "" : ", ") + p->name;
+  return names;
+}
+
+std::string alphas_text(const CellResult& c) {
+  return fmt::format("alpha_attn {}, alpha_ffn {}", format_number(c.alpha_attn), format_number(c.alpha_ffn));
+}
+
+bool is_within(const PanelNoise& noise, const CellResult* c) {
+  return std::find(noise.within.begin(), noise.within.end(), c) != noise.within.end();
+}
+
+// One alpha_attn x alpha_ffn table of a panel; the best cell in bold, the cells within the seed spread of it marked.
+void panel_table(std::ostringstream& s, const std::vector<const CellResult*>& panel, const PanelNoise& noise) {
   std::set<double> aa, af;
-  for (const auto* p : panel) {
-    aa.insert(p->alpha_attn);
-    af.insert(p->alpha_ffn);
+  for (const auto* c : panel) {
+    aa.insert(c->alpha_attn);
+    af.insert(c->alpha_ffn);
   }
-  const PointResult* best = best_point(panel);
   s << "| alpha_attn \\ alpha_ffn |";
   for (double f : af) s << " " << format_number(f) << " |";
   s << "\n|---|";
@@ -57,13 +94,40 @@ void panel_table(std::ostringstream& s, const std::vector<const PointResult*>& p
     s << "| " << format_number(a) << " |";
     for (double f : af) {
       const auto it = std::find_if(panel.begin(), panel.end(),
-                                   [&](const PointResult* p) { return p->alpha_attn == a && p->alpha_ffn == f; });
+                                   [&](const CellResult* c) { return c->alpha_attn == a && c->alpha_ffn == f; });
       if (it == panel.end()) s << "  |";
-      else if (*it == best) s << " **" << cell(**it) << "** |";
-      else s << " " << cell(**it) << " |";
+      else if (*it == noise.best) s << " **" << cell_text(**it, noise.by_val) << "** |";
+      else s << " " << cell_text(**it, noise.by_val) << (is_within(noise, *it) ? " ≈ |" : " |");
     }
     s << "\n";
   }
+}
+
+// The "Best:" line of a panel: the winner, and whether the sweep measured enough noise to call it one.
+void best_line(std::ostringstream& s, const PanelNoise& noise) {
+  const CellResult* b = noise.best;
+  if (!b) return;
+  const int n = b->n_finished;
+  s << fmt::format("\nBest: {} ({} loss {:.4f}{}).", alphas_text(*b), noise.by_val ? "val" : "train",
+                   rank_range(*b, noise.by_val)->mean, n >= 2 ? fmt::format(", mean of {} seeds", n) : "");
+  if (!noise.spread) {
+    s << " One seed per cell: the run-to-run spread is not measured; differences below it cannot be judged.\n";
+    return;
+  }
+  const std::string seeds = noise.min_seeds == noise.max_seeds ? std::to_string(noise.min_seeds)
+                                                              : fmt::format("{}-{}", noise.min_seeds, noise.max_seeds);
+  s << fmt::format(" Seed spread {:.4f} (the largest max - min over the {} cell{} with {} seeds).", *noise.spread,
+                   noise.spread_cells, noise.spread_cells == 1 ? "" : "s", seeds);
+  if (noise.within.empty()) {
+    s << " No other cell is within it: the best leads every other cell by more than the seed spread.\n";
+    return;
+  }
+  s << " Within it of the best (≈), not distinguishable from it:";
+  const double best = rank_range(*b, noise.by_val)->mean;
+  for (size_t i = 0; i < noise.within.size(); ++i)
+    s << fmt::format("{} {} (+{:.4f})", i ? ";" : "", alphas_text(*noise.within[i]),
+                     rank_range(*noise.within[i], noise.by_val)->mean - best);
+  s << ".\n";
 }
 
 // Whether the best value lies on the edge of a grid of three or more values: the optimum may lie outside.
@@ -71,27 +135,39 @@ bool on_edge(double v, const std::set<double>& values) {
   return values.size() >= 3 && (v == *values.begin() || v == *values.rbegin());
 }
 
+// A panel's cells, keyed by the panel name.
+std::map<std::string, PanelNoise> noise_per_panel(const std::vector<CellResult>& cells) {
+  std::map<std::string, PanelNoise> out;
+  for (const auto& c : cells)
+    if (!out.count(c.panel))
+      out[c.panel] = panel_noise(select_cells(cells, [&](const CellResult& o) { return o.panel == c.panel; }));
+  return out;
+}
+
 struct WidthBest {
   int width;
-  const PointResult* best;
-  bool edge;  // alpha_attn or alpha_ffn at the edge of its swept range
+  const CellResult* best;
+  bool edge;                     // alpha_attn or alpha_ffn at the edge of its swept range
+  std::optional<double> spread;  // the seed spread of the best cell's panel
 };
 
-std::vector<WidthBest> best_per_width(const std::vector<PointResult>& points) {
+// Per width the best DyT cell over every panel of that width, by mean loss.
+std::vector<WidthBest> best_per_width(const std::vector<CellResult>& cells) {
   std::vector<WidthBest> out;
   std::set<int> widths;
-  for (const auto& p : points)
-    if (p.norm == "dyt") widths.insert(p.width);
+  for (const auto& c : cells)
+    if (c.norm == "dyt") widths.insert(c.width);
+  const auto noise = noise_per_panel(cells);
   for (int w : widths) {
-    const auto cands = select(points, [&](const PointResult& p) { return p.norm == "dyt" && p.width == w; });
-    const PointResult* b = best_point(cands);
+    const auto cands = select_cells(cells, [&](const CellResult& c) { return c.norm == "dyt" && c.width == w; });
+    const CellResult* b = panel_noise(cands).best;
     if (!b) continue;
     std::set<double> aa, af;
-    for (const auto* p : cands) {
-      aa.insert(p->alpha_attn);
-      af.insert(p->alpha_ffn);
+    for (const auto* c : cands) {
+      aa.insert(c->alpha_attn);
+      af.insert(c->alpha_ffn);
     }
-    out.push_back({w, b, on_edge(b->alpha_attn, aa) || on_edge(b->alpha_ffn, af)});
+    out.push_back({w, b, on_edge(b->alpha_attn, aa) || on_edge(b->alpha_ffn, af), noise.at(b->panel).spread});
   }
   return out;
 }
@@ -126,6 +202,26 @@ std::string points_csv(const std::vector<PointResult>& points) {
   return s;
 }
 
+// One row per cell (several seeds, or one): the means the tables show, the range of the validation loss, the best
+// cell of its panel and the cells within the seed spread of it, for the heatmaps and for scripts.
+std::string cells_csv(const std::vector<CellResult>& cells) {
+  const auto noise = noise_per_panel(cells);
+  std::string s =
+      "panel,width,norm,alpha_attn,alpha_ffn,alpha_final,beta2,eps,lr,n_seeds,n_points,train_mean,val_mean,val_min,"
+      "val_max,best,within_spread\n";
+  for (const auto& c : cells) {
+    const PanelNoise& n = noise.at(c.panel);
+    s += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", c.panel, c.width, c.norm,
+                     format_number(c.alpha_attn), format_number(c.alpha_ffn), format_number(c.alpha_final),
+                     format_number(c.beta2), format_number(c.eps), format_number(c.lr), c.n_finished,
+                     c.points.size(), csv_number(mean_of(c.train)), csv_number(mean_of(c.val)),
+                     csv_number(c.val ? std::optional(c.val->min) : std::nullopt),
+                     csv_number(c.val ? std::optional(c.val->max) : std::nullopt), n.best == &c ? 1 : 0,
+                     is_within(n, &c) ? 1 : 0);
+  }
+  return s;
+}
+
 std::string correlations_csv(const std::vector<PointResult>& points) {
   std::string s = "name,layer,site,r,n\n";
   for (const auto& p : points)
@@ -153,6 +249,9 @@ std::string report_markdown(const std::vector<PointResult>& points, const Report
   std::ostringstream s;
   std::map<std::string, int> counts;
   for (const auto& p : points) ++counts[p.status];
+  const auto cells = group_cells(points);
+  const bool several_seeds =
+      std::any_of(cells.begin(), cells.end(), [](const CellResult& c) { return c.points.size() > 1; });
   s << "# Sweep report: " << fs::path(opt.sweep_dir).filename().string() << "\n\n" << points.size() << " points:";
   for (const auto& [status, n] : counts) s << " " << n << " " << status << ";";
   s << fmt::format(
@@ -160,40 +259,48 @@ std::string report_markdown(const std::vector<PointResult>& points, const Report
       "**Bold**: best of the table, by validation loss (by train loss when a finished run has none). Diverged "
       "points were stopped early and are never best.\n",
       opt.smooth_k);
+  if (several_seeds)
+    s << "\nA cell with several seeds shows train / val ± h (n seeds): the means over the n seeds that finished "
+         "(diverged, failed and unfinished seeds are left out and counted), and h half the range of the ranking loss "
+         "over them, so mean ± h spans the lowest and highest seed. The seed spread of a table is the largest "
+         "max - min over its cells with two or more seeds; ≈ marks a cell whose mean is within that spread of the "
+         "best mean: the sweep cannot tell it from the best.\n";
 
+  const auto noise = noise_per_panel(cells);
   std::set<int> widths;
   for (const auto& p : points) widths.insert(p.width);
   for (int w : widths) {
     s << "\n## Width " << w << "\n";
     std::vector<std::string> panels;
-    for (const auto& p : points)
-      if (p.width == w && p.norm == "dyt" && std::find(panels.begin(), panels.end(), p.panel) == panels.end())
-        panels.push_back(p.panel);
+    for (const auto& c : cells)
+      if (c.width == w && c.norm == "dyt" && std::find(panels.begin(), panels.end(), c.panel) == panels.end())
+        panels.push_back(c.panel);
     for (const auto& name : panels) {
-      const auto panel = select(points, [&](const PointResult& p) { return p.panel == name; });
+      const auto panel = select_cells(cells, [&](const CellResult& c) { return c.panel == name; });
       s << "\n### " << name << fmt::format(" (beta2 {}, eps {}, lr {})\n\n", format_number(panel[0]->beta2),
                                            format_number(panel[0]->eps), format_number(panel[0]->lr));
-      panel_table(s, panel);
-      if (const PointResult* b = best_point(panel))
-        s << fmt::format("\nBest: alpha_attn {}, alpha_ffn {} ({} loss {:.4f}).\n", format_number(b->alpha_attn),
-                         format_number(b->alpha_ffn), rank_by_val(panel) ? "val" : "train",
-                         rank_by_val(panel) ? *b->val_loss : *b->train_loss);
+      panel_table(s, panel, noise.at(name));
+      best_line(s, noise.at(name));
     }
-    const auto baselines = select(points, [&](const PointResult& p) { return p.width == w && p.norm != "dyt"; });
+    const auto baselines = select_cells(cells, [&](const CellResult& c) { return c.width == w && c.norm != "dyt"; });
     if (!baselines.empty()) {
+      const bool by_val = rank_by_val(baselines);
       s << "\nBaselines:\n\n| run | train / val |\n|---|---|\n";
-      for (const auto* p : baselines) s << "| " << p->name << " | " << cell(*p) << " |\n";
+      for (const auto* c : baselines) s << "| " << point_names(*c) << " | " << cell_text(*c, by_val) << " |\n";
     }
   }
 
-  const auto best = best_per_width(points);
-  s << "\n## Best alpha0 per width\n\n| width | alpha_attn | alpha_ffn | beta2 | train loss | val loss | point |\n"
-       "|---|---|---|---|---|---|---|\n";
+  const auto best = best_per_width(cells);
+  s << "\n## Best alpha0 per width\n\nBy mean over the seeds of a cell; seed spread: that of the best cell's table "
+       "(- when no cell of it has two seeds).\n\n"
+       "| width | alpha_attn | alpha_ffn | beta2 | train loss | val loss | seeds | seed spread | points |\n"
+       "|---|---|---|---|---|---|---|---|---|\n";
   for (const auto& b : best)
-    s << fmt::format("| {} | {} | {} | {} | {} | {} | {}{} |\n", b.width, format_number(b.best->alpha_attn),
-                     format_number(b.best->alpha_ffn), format_number(b.best->beta2), loss_text(b.best->train_loss),
-                     loss_text(b.best->val_loss), b.best->name,
-                     b.edge ? " (at the edge of the grid: the optimum may lie outside)" : "");
+    s << fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {}{} |\n", b.width, format_number(b.best->alpha_attn),
+                     format_number(b.best->alpha_ffn), format_number(b.best->beta2), loss_text(mean_of(b.best->train)),
+                     loss_text(mean_of(b.best->val)), b.best->n_finished,
+                     b.spread ? fmt::format("{:.4f}", *b.spread) : "-",
+                     point_names(*b.best), b.edge ? " (at the edge of the grid: the optimum may lie outside)" : "");
 
   s << "\n## Fitted alpha0(width) = a * width^b\n\n";
   if (const auto fit = fit_alpha(best)) {
@@ -236,6 +343,8 @@ int sweep_report(const ReportOptions& opt) {
   const std::string md = report_markdown(points, opt);
   write_file_atomic((dir / "report.md").string(), md);
   write_file_atomic((dir / "points.csv").string(), points_csv(points));
+  const auto cells = group_cells(points);
+  write_file_atomic((dir / "cells.csv").string(), cells_csv(cells));
   write_file_atomic((dir / "alpha_inv_std_corr.csv").string(), correlations_csv(points));
   std::vector<int> unswept;
   std::set<int> swept;
@@ -243,7 +352,7 @@ int sweep_report(const ReportOptions& opt) {
   for (int w : opt.recommend_widths)
     if (!swept.count(w)) unswept.push_back(w);
   // A fit from an earlier report of this directory must not outlive the points it came from.
-  if (const auto fit = fit_alpha(best_per_width(points)))
+  if (const auto fit = fit_alpha(best_per_width(cells)))
     write_file_atomic((dir / "alpha_fit.yaml").string(), alpha_fit_yaml(*fit, unswept));
   else
     fs::remove(dir / "alpha_fit.yaml");

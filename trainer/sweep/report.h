@@ -1,11 +1,17 @@
 // `dytrain sweep report <sweep>`: writes <sweep>/report/ and prints report.md.
-//   report.md               per panel an alpha_attn x alpha_ffn table of train / val loss, the best alphas per width
-//                           and beta2, the power-law fit, and the alpha-inv_std correlation of every run
+//   report.md               per panel an alpha_attn x alpha_ffn table of train / val loss (several seeds of a cell:
+//                           their means ± half their range), the best cell, the seed spread and the cells within it
+//                           of the best (marked ≈), the best alphas per width and beta2, the power-law fit, and the
+//                           alpha-inv_std correlation of every run
 //   points.csv              one row per point: axes, status, losses (full precision, for scripts and the plots)
+//   cells.csv               one row per cell (the seeds of one point of the grid): panel, axes, n_seeds (finished,
+//                           the ones the means hold), n_points, train_mean, val_mean, val_min, val_max, best (0/1),
+//                           within_spread (0/1: not the best, mean within the panel's seed spread of the best's)
 //   alpha_inv_std_corr.csv  Pearson r of alpha with inv_std per run, layer and site
 //   alpha_fit.yaml          the fit, read by `dytrain sweep recommend` (only with two or more widths)
-//   heatmap_<panel>.png, alpha_inv_std/<point>.png   when python3 with matplotlib is found (else a warning)
-// The fit uses, per width, the best point over every panel of that width.
+//   heatmap_<panel>.png (from cells.csv), alpha_inv_std/<point>.png   when python3 with matplotlib is found (else a
+//                           warning)
+// The fit uses, per width, the best cell (by mean over its seeds) over every panel of that width.
 #pragma once
 #include <cstdio>
 #include <string>
@@ -26,7 +32,7 @@ struct ReportOptions {
 // Returns the exit code (0, or 2 when the directory holds no sweep; the message is printed).
 int sweep_report(const ReportOptions& opt);
 
-// The report.md text for `points` (tested on its own).
+// The report.md text for `points` (tested on its own); the seeds of a cell are aggregated here (report_cells.h).
 std::string report_markdown(const std::vector<PointResult>& points, const ReportOptions& opt);
 
 }  // namespace dytrain

@@ -1,7 +1,6 @@
 #include "trainer/sweep/report_data.h"
 
 #include <algorithm>
-#include <cmath>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -46,15 +45,13 @@ PointResult read_point(const fs::path& dir, int smooth_k) {
   return p;
 }
 
-// Panel keys: the axes that vary across the sweep, besides alpha_attn and alpha_ffn.
+// Panel keys: the axes that vary across the sweep, besides alpha_attn, alpha_ffn and the seed.
 void assign_panels(std::vector<PointResult>* points) {
   std::set<double> epss, lrs;
-  std::set<uint64_t> seeds;
   bool untied_final = false;
   for (const auto& p : *points) {
     epss.insert(p.eps);
     lrs.insert(p.lr);
-    seeds.insert(p.seed);
     untied_final |= p.norm == "dyt" && p.alpha_final != p.alpha_ffn;
   }
   for (auto& p : *points) {
@@ -63,7 +60,6 @@ void assign_panels(std::vector<PointResult>* points) {
     p.panel += "_b2-" + format_number(p.beta2);
     if (epss.size() > 1) p.panel += "_eps" + format_number(p.eps);
     if (lrs.size() > 1) p.panel += "_lr" + format_number(p.lr);
-    if (seeds.size() > 1) p.panel += fmt::format("_s{}", p.seed);
     if (untied_final && p.norm == "dyt") p.panel += "_afin" + format_number(p.alpha_final);
   }
 }
@@ -112,24 +108,6 @@ std::vector<PointResult> collect_results(const std::string& sweep_dir, int smoot
            std::tie(b.width, b.norm, b.panel, b.alpha_attn, b.alpha_ffn, b.name);
   });
   return points;
-}
-
-bool rank_by_val(const std::vector<const PointResult*>& candidates) {
-  for (const PointResult* p : candidates)
-    if (p->status == "done" && !p->val_loss) return false;
-  return true;
-}
-
-const PointResult* best_point(const std::vector<const PointResult*>& candidates) {
-  const bool by_val = rank_by_val(candidates);
-  const PointResult* best = nullptr;
-  auto loss = [&](const PointResult* p) { return by_val ? *p->val_loss : *p->train_loss; };
-  for (const PointResult* p : candidates) {
-    // A non-finite loss (null in metrics.jsonl) never wins: NaN compares false and would stick as the best.
-    if (p->status != "done" || !(by_val ? p->val_loss : p->train_loss) || !std::isfinite(loss(p))) continue;
-    if (!best || loss(p) < loss(best)) best = p;
-  }
-  return best;
 }
 
 }  // namespace dytrain

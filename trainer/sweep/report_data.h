@@ -5,11 +5,10 @@
 // Design decisions:
 // - Final train loss = mean of the last k logged losses (default k = 5): one logged step is noisy, a mean over the
 //   end of the run is what a loss curve shows. Validation loss = the last val_loss logged.
-// - Points are grouped into panels: all points that share every axis but alpha_attn and alpha_ffn (width, beta2,
-//   eps, lr, seed, and alpha_final when it is not tied to alpha_ffn). A panel is one alpha_attn x alpha_ffn table and
-//   one heatmap.
-// - "Best" ranks by validation loss when every candidate has one, else by train loss; diverged, failed and
-//   unfinished points are never best.
+// - Points are grouped into panels: all points that share every axis but alpha_attn, alpha_ffn and the seed (width,
+//   beta2, eps, lr, and alpha_final when it is not tied to alpha_ffn). A panel is one alpha_attn x alpha_ffn table
+//   and one heatmap; the seeds of one alpha pair form one cell of it (report_cells.h), so repeated seeds show as
+//   noise on a cell, not as another table.
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -50,9 +49,5 @@ std::vector<SiteCorrelation> alpha_inv_std_correlations(const std::vector<StepMe
 // Every point under sweep_dir, sorted by (width, norm, panel, alpha_attn, alpha_ffn). Throws std::runtime_error
 // naming the directory when it holds no point.
 std::vector<PointResult> collect_results(const std::string& sweep_dir, int smooth_k);
-
-// The loss that ranks a point within `candidates` (see the header comment), and the best of them (nullptr if none).
-bool rank_by_val(const std::vector<const PointResult*>& candidates);
-const PointResult* best_point(const std::vector<const PointResult*>& candidates);
 
 }  // namespace dytrain

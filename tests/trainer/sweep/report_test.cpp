@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -12,6 +13,7 @@
 #include "tests/trainer/sweep/sweep_test_util.h"
 #include "trainer/sweep/fit.h"
 #include "trainer/sweep/report.h"
+#include "trainer/sweep/report_cells.h"
 #include "trainer/sweep/report_data.h"
 #include "trainer/sweep/spec.h"
 
@@ -23,6 +25,62 @@ namespace fs = std::filesystem;
 // Best alphas by construction: alpha_attn = 64 / w (a = 64, b = -1), alpha_ffn = 4 / sqrt(w) (a = 4, b = -0.5).
 double best_attn(int w) { return 64.0 / w; }
 double best_ffn(int w) { return 4.0 / std::sqrt(double(w)); }
+
+// 8 lines, losses end + 0.01 * (7 - i), val_loss at lines 4 and 7 (end + 0.03 at the last), 2-layer sites. The
+// report's final train loss (mean of the last 5) is end + 0.02, its val loss end + 0.03.
+void write_point(const fs::path& dir, const Config& c, double end, const std::string& status) {
+  std::vector<StepMetrics> lines(8);
+  for (int i = 0; i < 8; ++i) {
+    StepMetrics& m = lines[i];
+    m.step = 2 * (i + 1);
+    m.loss = end + 0.01 * (7 - i);
+    if (i == 3) m.val_loss = end + 0.5;
+    if (i == 7) m.val_loss = end + 0.03;
+    // Layer 0 attn: alpha = {1, 2, 3, 4, ...} against inv_std = {2, 1, 4, 3, ...}; the rest move together.
+    const double x[8] = {1, 2, 3, 4, 5, 6, 7, 8}, y[8] = {2, 1, 4, 3, 6, 5, 8, 7};
+    // Saturation grows to 0.25 at the attention site and stays below it elsewhere.
+    m.sites = {{0, "attn", x[i], 0, 1 / y[i], y[i], 0.25 * i / 7},
+               {0, "ffn", x[i], 0, 1 / (2 * x[i]), 2 * x[i], 0.125},
+               {-1, "final", 1.0, 0, 1.0, 1.0, 0}};
+  }
+  testing::write_run(dir, c, lines, status);
+}
+
+// Runs `dytrain sweep report` (without plots) on `sweep` and returns report/report.md.
+std::string report_text(const std::string& sweep) {
+  ReportOptions opt;
+  opt.sweep_dir = sweep;
+  opt.plots = false;
+  opt.out = std::tmpfile();
+  EXPECT_EQ(sweep_report(opt), 0);
+  std::fclose(opt.out);
+  std::ifstream md(sweep + "/report/report.md");
+  std::stringstream text;
+  text << md.rdbuf();
+  return text.str();
+}
+
+// report/cells.csv as rows of fields, keyed by "alpha_attn/alpha_ffn" of the cell.
+std::map<std::string, std::map<std::string, std::string>> read_cells_csv(const std::string& sweep) {
+  std::ifstream f(sweep + "/report/cells.csv");
+  std::vector<std::string> header;
+  std::map<std::string, std::map<std::string, std::string>> rows;
+  for (std::string line; std::getline(f, line);) {
+    std::vector<std::string> fields;
+    std::stringstream ss(line);
+    for (std::string x; std::getline(ss, x, ',');) fields.push_back(x);
+    if (line.back() == ',') fields.push_back("");
+    if (header.empty()) {
+      header = fields;
+      continue;
+    }
+    EXPECT_EQ(fields.size(), header.size()) << line;
+    std::map<std::string, std::string> row;
+    for (size_t i = 0; i < fields.size() && i < header.size(); ++i) row[header[i]] = fields[i];
+    rows[row["alpha_attn"] + "/" + row["alpha_ffn"]] = row;
+  }
+  return rows;
+}
 
 class ReportTest : public ::testing::Test {
  protected:
@@ -46,23 +104,8 @@ class ReportTest : public ::testing::Test {
     add_point("w32_diverged", d, 1.0, "diverged");
   }
 
-  // 8 lines, losses end + 0.01 * (7 - i), val_loss at lines 4 and 7 (end + 0.03 at the last), 2-layer sites.
   void add_point(const std::string& name, const Config& c, double end, const std::string& status) {
-    std::vector<StepMetrics> lines(8);
-    for (int i = 0; i < 8; ++i) {
-      StepMetrics& m = lines[i];
-      m.step = 2 * (i + 1);
-      m.loss = end + 0.01 * (7 - i);
-      if (i == 3) m.val_loss = end + 0.5;
-      if (i == 7) m.val_loss = end + 0.03;
-      // Layer 0 attn: alpha = {1, 2, 3, 4, ...} against inv_std = {2, 1, 4, 3, ...}; the rest move together.
-      const double x[8] = {1, 2, 3, 4, 5, 6, 7, 8}, y[8] = {2, 1, 4, 3, 6, 5, 8, 7};
-      // Saturation grows to 0.25 at the attention site and stays below it elsewhere.
-      m.sites = {{0, "attn", x[i], 0, 1 / y[i], y[i], 0.25 * i / 7},
-                 {0, "ffn", x[i], 0, 1 / (2 * x[i]), 2 * x[i], 0.125},
-                 {-1, "final", 1.0, 0, 1.0, 1.0, 0}};
-    }
-    testing::write_run(dir_.path() / "sweep" / name, c, lines, status);
+    write_point(dir_.path() / "sweep" / name, c, end, status);
   }
 
   std::string sweep() const { return dir_.file("sweep"); }
@@ -95,24 +138,38 @@ TEST_F(ReportTest, ValuesMatchTheMetrics) {
   EXPECT_EQ(smoothed_loss({}, 5), std::nullopt);
 }
 
-// A done point whose metrics hold a null (NaN) validation loss must not stick as the best: NaN compares false.
+// A done point whose metrics hold a null (NaN) validation loss must not stick as the best (NaN compares false), nor
+// turn the mean of its cell into NaN: it is left out like a diverged seed.
 TEST(ReportBest, NonFiniteLossNeverWins) {
-  PointResult nan_point, good, worse;
-  nan_point.status = good.status = worse.status = "done";
+  PointResult nan_point, good, worse, good_seed2;
+  nan_point.status = good.status = worse.status = good_seed2.status = "done";
   nan_point.val_loss = std::nan("");
   good.val_loss = 3.0;
   worse.val_loss = 4.0;
-  EXPECT_EQ(best_point({&nan_point, &worse, &good}), &good);
-  EXPECT_EQ(best_point({&nan_point}), nullptr);
+  good_seed2.val_loss = std::nan("");
+  nan_point.alpha_attn = 1;
+  worse.alpha_attn = 2;
+  good.alpha_attn = good_seed2.alpha_attn = 3;
+  good_seed2.seed = 2;
+  const std::vector<PointResult> points = {nan_point, worse, good, good_seed2};
+  const auto cells = group_cells(points);
+  ASSERT_EQ(cells.size(), 3u);
+  const PanelNoise n = panel_noise({&cells[0], &cells[1], &cells[2]});
+  ASSERT_NE(n.best, nullptr);
+  EXPECT_EQ(n.best->alpha_attn, 3);
+  EXPECT_EQ(n.best->n_finished, 1);
+  EXPECT_EQ(n.best->val->mean, 3.0);
+  EXPECT_EQ(panel_noise({&cells[0]}).best, nullptr);
 }
 
 TEST_F(ReportTest, BestSkipsDivergedAndFitRecoversTheLaw) {
   const auto points = collect_results(sweep(), 5);
+  const auto cells = group_cells(points);
   for (int w : {32, 64, 128}) {
-    std::vector<const PointResult*> cands;
-    for (const auto& p : points)
-      if (p.width == w) cands.push_back(&p);
-    const PointResult* b = best_point(cands);
+    std::vector<const CellResult*> cands;
+    for (const auto& c : cells)
+      if (c.width == w) cands.push_back(&c);
+    const CellResult* b = panel_noise(cands).best;
     ASSERT_NE(b, nullptr);
     EXPECT_EQ(b->alpha_attn, best_attn(w));
     EXPECT_EQ(b->alpha_ffn, best_ffn(w));
@@ -160,6 +217,205 @@ TEST_F(ReportTest, NoPointsIsAnInputError) {
   opt.sweep_dir = dir_.file("empty");
   opt.plots = false;
   EXPECT_EQ(sweep_report(opt), 2);
+}
+
+// Without repeated seeds the report says plainly that it cannot judge small differences, and marks nothing.
+TEST_F(ReportTest, OneSeedPerCellSaysTheSpreadIsNotMeasured) {
+  const std::string md = report_text(sweep());
+  const std::string sentence =
+      "One seed per cell: the run-to-run spread is not measured; differences below it cannot be judged.";
+  size_t n = 0;
+  for (size_t at = md.find(sentence); at != std::string::npos; at = md.find(sentence, at + 1)) ++n;
+  EXPECT_EQ(n, 3u) << md;  // one per panel: widths 32, 64, 128
+  EXPECT_EQ(md.find("≈"), std::string::npos) << md;
+  EXPECT_EQ(md.find("±"), std::string::npos) << md;
+  const auto cells = read_cells_csv(sweep());
+  const auto& best64 = cells.at(fmt::format("{}/{}", format_number(best_attn(64)), format_number(best_ffn(64))));
+  EXPECT_EQ(best64.at("n_seeds"), "1");
+  EXPECT_EQ(best64.at("best"), "1");
+  EXPECT_EQ(best64.at("within_spread"), "0");
+}
+
+// One width-64 panel with repeated seeds; val loss per seed (train = val - 0.01), so the answers are known:
+//   (1, 1)     3.00 3.04        mean 3.02, range 0.04: the best mean
+//   (0.5, 1)   2.99 3.07        mean 3.03, range 0.08: the luckiest seed of all, a worse mean; the widest range,
+//                               so the seed spread is 0.08 and cells up to 3.10 are within it of the best
+//   (2, 1)     3.08 3.10 3.09   mean 3.09: within (+0.07)
+//   (1, 0.5)   3.10 3.12        mean 3.11: just outside (+0.09)
+//   (0.5, 0.5) 3.05, diverged   mean 3.05 over the one finished seed: within (+0.03); the diverged seed's loss
+//                               (1.03) would pull the mean below the best's if it counted
+//   (2, 0.5)   3.20             one seed, one run: its text stays as before
+class SeedReportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    testing::write_text(dir_.file("base.yaml"), testing::tiny_base_yaml());
+    add(1, 1, {3.00, 3.04});
+    add(0.5, 1, {2.99, 3.07});
+    add(2, 1, {3.08, 3.10, 3.09});
+    add(1, 0.5, {3.10, 3.12});
+    add(0.5, 0.5, {3.05, 1.03}, "diverged");
+    add(2, 0.5, {3.20});
+  }
+
+  // One point per seed (seeds 1, 2, ...) with these val losses; `last_status` for the last seed.
+  void add(double aa, double af, const std::vector<double>& vals, const std::string& last_status = "done") {
+    Config c = load_config(dir_.file("base.yaml"));
+    c.model.dim = 64;
+    c.model.alpha_attn = aa;
+    c.model.alpha_ffn = c.model.alpha_final = af;
+    for (size_t i = 0; i < vals.size(); ++i) {
+      c.train.seed = i + 1;
+      write_point(dir_.path() / "sweep" / fmt::format("w64_aa{}_af{}_s{}", aa, af, i + 1), c, vals[i] - 0.03,
+                  i + 1 == vals.size() ? last_status : "done");
+    }
+  }
+
+  // The table row of alpha_attn `aa` in report.md.
+  std::string row(const std::string& md, const std::string& aa) {
+    const size_t at = md.find("\n| " + aa + " |");
+    return at == std::string::npos ? "" : md.substr(at + 1, md.find('\n', at + 1) - at - 1);
+  }
+
+  std::string sweep() const { return dir_.file("sweep"); }
+  testing::TempDir dir_;
+};
+
+TEST_F(SeedReportTest, SeedsOfACellShareOneTableWithMeanAndHalfRange) {
+  const std::string md = report_text(sweep());
+  // One table for the panel, not one per seed.
+  EXPECT_NE(md.find("### w64_b2-0.95 ("), std::string::npos) << md;
+  EXPECT_EQ(md.find("_s1 ("), std::string::npos) << md;
+  EXPECT_EQ(md.find("### ", md.find("### ") + 1), std::string::npos) << md;
+  // train mean / val mean ± half the val range (n seeds); the one-run cell keeps the plain text.
+  EXPECT_NE(row(md, "1").find("| **3.0100 / 3.0200 ± 0.0200 (2 seeds)** |"), std::string::npos) << md;
+  EXPECT_NE(row(md, "0.5").find("| 3.0200 / 3.0300 ± 0.0400 (2 seeds) ≈ |"), std::string::npos) << md;
+  EXPECT_NE(row(md, "2").find("| 3.0800 / 3.0900 ± 0.0100 (3 seeds) ≈ |"), std::string::npos) << md;
+  EXPECT_NE(row(md, "2").find("| 3.1900 / 3.2000 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("train / val ± h (n seeds)"), std::string::npos);  // the header says what the cells mean
+}
+
+TEST_F(SeedReportTest, MarksExactlyTheCellsWithinTheSpreadOfTheBest) {
+  const std::string md = report_text(sweep());
+  // Row 0.5: (0.5, 0.5) +0.03 and (0.5, 1) +0.01 within; row 1: (1, 0.5) +0.09 outside, (1, 1) the best; row 2:
+  // (2, 0.5) +0.18 outside, (2, 1) +0.07 within.
+  auto marks = [](const std::string& r) {
+    size_t n = 0;
+    for (size_t at = r.find("≈"); at != std::string::npos; at = r.find("≈", at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(marks(row(md, "0.5")), 2u) << md;
+  EXPECT_EQ(marks(row(md, "1")), 0u) << md;
+  EXPECT_NE(row(md, "1").find("| 3.1000 / 3.1100 ± 0.0100 (2 seeds) |"), std::string::npos) << md;
+  EXPECT_EQ(marks(row(md, "2")), 1u) << md;
+  EXPECT_NE(md.find("Best: alpha_attn 1, alpha_ffn 1 (val loss 3.0200, mean of 2 seeds). Seed spread 0.0800 (the "
+                    "largest max - min over the 4 cells with 2-3 seeds). Within it of the best (≈), not "
+                    "distinguishable from it: alpha_attn 0.5, alpha_ffn 0.5 (+0.0300); alpha_attn 0.5, alpha_ffn 1 "
+                    "(+0.0100); alpha_attn 2, alpha_ffn 1 (+0.0700).\n"),
+            std::string::npos)
+      << md;
+  EXPECT_EQ(md.find("One seed per cell"), std::string::npos);
+}
+
+TEST_F(SeedReportTest, ADivergedSeedIsLeftOutOfTheMeanAndNamed) {
+  const std::string md = report_text(sweep());
+  EXPECT_NE(row(md, "0.5").find("| 3.0400 / 3.0500 (1 seed; 1 of 2 seeds diverged) ≈ |"), std::string::npos) << md;
+  const auto cell = read_cells_csv(sweep()).at("0.5/0.5");
+  EXPECT_EQ(cell.at("n_seeds"), "1");
+  EXPECT_EQ(cell.at("n_points"), "2");
+  EXPECT_NEAR(std::stod(cell.at("val_mean")), 3.05, 1e-8);
+}
+
+// RMSNorm baselines are cells too: their seeds share one row with the same text.
+TEST_F(SeedReportTest, BaselineSeedsShareOneRow) {
+  Config c = load_config(dir_.file("base.yaml"));
+  c.model.dim = 64;
+  c.model.norm = NormKind::rmsnorm;
+  for (int s : {1, 2}) {
+    c.train.seed = s;
+    write_point(dir_.path() / "sweep" / fmt::format("w64_rmsnorm_s{}", s), c, s == 1 ? 3.36 : 3.38, "done");
+  }
+  const std::string md = report_text(sweep());
+  EXPECT_NE(md.find("| w64_rmsnorm_s1, w64_rmsnorm_s2 | 3.3900 / 3.4000 ± 0.0100 (2 seeds) |\n"), std::string::npos)
+      << md;
+}
+
+// The best cell is the lowest mean: (0.5, 1) holds the lowest single loss (2.99) and must not win, neither its table
+// nor the best-per-width table.
+TEST_F(SeedReportTest, BestIsTheLowestMeanNotTheLuckiestSeed) {
+  const std::string md = report_text(sweep());
+  EXPECT_NE(md.find("| 64 | 1 | 1 | 0.95 | 3.0100 | 3.0200 | 2 | 0.0800 | w64_aa1_af1_s1, w64_aa1_af1_s2 |"),
+            std::string::npos)
+      << md;
+  const auto points = collect_results(sweep(), 5);
+  const auto cells = group_cells(points);
+  std::vector<const CellResult*> all;
+  for (const auto& c : cells) all.push_back(&c);
+  const PanelNoise n = panel_noise(all);
+  ASSERT_NE(n.best, nullptr);
+  EXPECT_EQ(n.best->alpha_attn, 1);
+  EXPECT_EQ(n.best->alpha_ffn, 1);
+  ASSERT_TRUE(n.spread);
+  EXPECT_NEAR(*n.spread, 0.08, 1e-8);
+}
+
+TEST_F(SeedReportTest, CellsCsvHoldsOneRowPerCell) {
+  report_text(sweep());
+  const auto cells = read_cells_csv(sweep());
+  ASSERT_EQ(cells.size(), 6u);
+  struct Want {
+    std::string key;
+    int n_seeds, n_points;
+    double val_mean, val_min, val_max;
+    int best, within;
+  };
+  for (const Want& w : std::vector<Want>{{"1/1", 2, 2, 3.02, 3.00, 3.04, 1, 0},
+                                         {"0.5/1", 2, 2, 3.03, 2.99, 3.07, 0, 1},
+                                         {"2/1", 3, 3, 3.09, 3.08, 3.10, 0, 1},
+                                         {"1/0.5", 2, 2, 3.11, 3.10, 3.12, 0, 0},
+                                         {"0.5/0.5", 1, 2, 3.05, 3.05, 3.05, 0, 1},
+                                         {"2/0.5", 1, 1, 3.20, 3.20, 3.20, 0, 0}}) {
+    const auto& c = cells.at(w.key);
+    EXPECT_EQ(c.at("panel"), "w64_b2-0.95") << w.key;
+    EXPECT_EQ(c.at("width"), "64") << w.key;
+    EXPECT_EQ(c.at("norm"), "dyt") << w.key;
+    EXPECT_EQ(c.at("alpha_final"), c.at("alpha_ffn")) << w.key;
+    EXPECT_EQ(std::stoi(c.at("n_seeds")), w.n_seeds) << w.key;
+    EXPECT_EQ(std::stoi(c.at("n_points")), w.n_points) << w.key;
+    // Tolerance: the 9 significant digits of metrics.jsonl.
+    EXPECT_NEAR(std::stod(c.at("train_mean")), w.val_mean - 0.01, 1e-8) << w.key;
+    EXPECT_NEAR(std::stod(c.at("val_mean")), w.val_mean, 1e-8) << w.key;
+    EXPECT_NEAR(std::stod(c.at("val_min")), w.val_min, 1e-8) << w.key;
+    EXPECT_NEAR(std::stod(c.at("val_max")), w.val_max, 1e-8) << w.key;
+    EXPECT_EQ(std::stoi(c.at("best")), w.best) << w.key;
+    EXPECT_EQ(std::stoi(c.at("within_spread")), w.within) << w.key;
+  }
+}
+
+// The fit takes each width's best cell by mean. At every width the cell (64 / w, 4 / sqrt(w)) has the best mean
+// (3.00 and 3.04) and the cell (4, 4) the luckiest seed (2.90, but 3.20 for the other): the means give
+// alpha_attn = 64 w^-1 and alpha_ffn = 4 w^-0.5; the single points would give the constant 4 (b = 0).
+TEST(SeedFitTest, TheFitUsesCellMeans) {
+  testing::TempDir dir;
+  testing::write_text(dir.file("base.yaml"), testing::tiny_base_yaml());
+  Config c = load_config(dir.file("base.yaml"));
+  for (int w : {32, 64, 128})
+    for (bool lucky : {false, true}) {
+      c.model.dim = w;
+      c.model.alpha_attn = lucky ? 4.0 : best_attn(w);
+      c.model.alpha_ffn = c.model.alpha_final = lucky ? 4.0 : best_ffn(w);
+      const double vals[2] = {lucky ? 2.90 : 3.00, lucky ? 3.20 : 3.04};
+      for (int s = 0; s < 2; ++s) {
+        c.train.seed = s + 1;
+        write_point(dir.path() / "sweep" / fmt::format("w{}_{}_s{}", w, lucky ? "lucky" : "best", s + 1), c,
+                    vals[s] - 0.03, "done");
+      }
+    }
+  report_text(dir.file("sweep"));
+  const AlphaFit fit = read_alpha_fit(dir.file("sweep") + "/report/alpha_fit.yaml");
+  EXPECT_NEAR(fit.attn.a, 64.0, 1e-9);
+  EXPECT_NEAR(fit.attn.b, -1.0, 1e-12);
+  EXPECT_NEAR(fit.ffn.a, 4.0, 1e-9);
+  EXPECT_NEAR(fit.ffn.b, -0.5, 1e-12);
 }
 
 }  // namespace
