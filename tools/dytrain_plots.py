@@ -2,10 +2,14 @@
 """PNG plots of dytrain runs and sweeps; called by `dytrain plot` and `dytrain sweep report`.
 
   dytrain_plots.py run RUN_DIR      RUN_DIR/plots/{loss,lr,grad_norm,alpha,alpha_vs_inv_std}.png
-  dytrain_plots.py sweep SWEEP_DIR  SWEEP_DIR/report/heatmap_<panel>.png (from report/points.csv) and
-                                    SWEEP_DIR/report/alpha_inv_std/<point>.png for every point
+  dytrain_plots.py sweep SWEEP_DIR  SWEEP_DIR/report/heatmap_<panel>.png (from report/cells.csv) and
+                                    SWEEP_DIR/report/alpha_inv_std/<point>.png for every point (report/points.csv)
 
-Design decisions: the standard library reads metrics.jsonl (json) and points.csv (csv), so matplotlib is the only
+A heatmap shows per cell the mean loss over its finished seeds, "mean ±h" (half the range) where two or more seeds
+finished, the best cell boxed in solid red and the cells within the panel's seed spread of the best in dashed red
+(the report computes both; the plot only draws them).
+
+Design decisions: the standard library reads metrics.jsonl (json) and the CSVs (csv), so matplotlib is the only
 dependency (Debian: python3-matplotlib); the Agg backend draws without a display; each PNG is written under a
 temporary name and renamed, like every other dytrain output; figures are small (dpi 90) to stay cheap to commit.
 """
@@ -157,23 +161,33 @@ def plot_run(run_dir):
     print(f"plots in {out}")
 
 
-def heatmap(path, panel, rows):
-    aa = sorted({float(r["alpha_attn"]) for r in rows})
-    af = sorted({float(r["alpha_ffn"]) for r in rows})
-    use_val = all(r["val_loss"] for r in rows if r["status"] == "done")
-    key = "val_loss" if use_val else "train_loss"
+def heatmap(path, panel, cells, statuses):
+    """cells: the rows of cells.csv for one panel; statuses: (alpha_attn, alpha_ffn) -> statuses of its points, to
+    label a cell none of whose seeds finished."""
+    aa = sorted({float(c["alpha_attn"]) for c in cells})
+    af = sorted({float(c["alpha_ffn"]) for c in cells})
+    # Colour by val when every cell with a finished seed has a val mean, as the report ranks by val when every
+    # finished seed logged one.
+    use_val = all(c["val_mean"] for c in cells if int(c["n_seeds"]) > 0)
+    key = "val_mean" if use_val else "train_mean"
     grid = [[float("nan")] * len(af) for _ in aa]
     labels = [[""] * len(af) for _ in aa]
-    best = None
-    for r in rows:
-        i, j = aa.index(float(r["alpha_attn"])), af.index(float(r["alpha_ffn"]))
-        if r["status"] == "done" and r[key]:
-            grid[i][j] = float(r[key])
+    best, within = None, []
+    for c in cells:
+        i, j = aa.index(float(c["alpha_attn"])), af.index(float(c["alpha_ffn"]))
+        if int(c["n_seeds"]) > 0 and c[key]:
+            grid[i][j] = float(c[key])
             labels[i][j] = f"{grid[i][j]:.3f}"
-            if best is None or grid[i][j] < grid[best[0]][best[1]]:
-                best = (i, j)
+            if use_val and int(c["n_seeds"]) >= 2:
+                labels[i][j] += f"\n±{(float(c['val_max']) - float(c['val_min'])) / 2:.3f}"
+            if c["n_seeds"] != c["n_points"]:
+                labels[i][j] += f"\n({c['n_seeds']} of {c['n_points']} seeds)"
         else:
-            labels[i][j] = r["status"]
+            labels[i][j] = ", ".join(sorted(set(statuses.get((c["alpha_attn"], c["alpha_ffn"]), ["-"]))))
+        if c["best"] == "1":
+            best = (i, j)
+        if c["within_spread"] == "1":
+            within.append((i, j))
     fig, ax = plt.subplots(figsize=(1.3 * len(af) + 2.2, 1.0 * len(aa) + 1.4))
     cmap = matplotlib.colormaps["viridis_r"].copy()
     cmap.set_bad("lightgray")
@@ -185,28 +199,45 @@ def heatmap(path, panel, rows):
                     color="white" if not math.isnan(grid[i][j]) and im.norm(grid[i][j]) > 0.5 else "black")
     if best:
         ax.add_patch(plt.Rectangle((best[1] - 0.5, best[0] - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+    for i, j in within:
+        ax.add_patch(plt.Rectangle((j - 0.45, i - 0.45), 0.9, 0.9, fill=False, edgecolor="red", linewidth=1.5,
+                                   linestyle="--"))
     ax.set_xticks(range(len(af)), [f"{v:g}" for v in af])
     ax.set_yticks(range(len(aa)), [f"{v:g}" for v in aa])
     ax.set_xlabel("alpha_ffn (and alpha_final)")
     ax.set_ylabel("alpha_attn")
-    ax.set_title(f"{panel}: {'val' if use_val else 'train'} loss", fontsize=10)
+    seeds = max(int(c["n_points"]) for c in cells)
+    title = f"{panel}: {'val' if use_val else 'train'} loss"
+    if seeds > 1:
+        title += "\nmean over seeds ±h; dashed: within the seed spread of the best"
+    ax.set_title(title, fontsize=10 if seeds == 1 else 8)
     fig.colorbar(im, ax=ax, label="loss (nats)")
     save(fig, path)
 
 
+def read_csv(report, name, sweep_dir):
+    path = os.path.join(report, name)
+    if not os.path.exists(path):
+        sys.exit(f"{path} not found: run `dytrain sweep report {sweep_dir}` first")
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
 def plot_sweep(sweep_dir):
     report = os.path.join(sweep_dir, "report")
-    csv_path = os.path.join(report, "points.csv")
-    if not os.path.exists(csv_path):
-        sys.exit(f"{csv_path} not found: run `dytrain sweep report {sweep_dir}` first")
-    with open(csv_path) as f:
-        points = list(csv.DictReader(f))
-    panels = {}
+    points = read_csv(report, "points.csv", sweep_dir)
+    cells = read_csv(report, "cells.csv", sweep_dir)
+    statuses = {}
     for p in points:
-        if p["norm"] == "dyt":
-            panels.setdefault(p["panel"], []).append(p)
+        statuses.setdefault((p["panel"], p["alpha_attn"], p["alpha_ffn"]), []).append(
+            "non-finite" if p["status"] == "done" else p["status"])
+    panels = {}
+    for c in cells:
+        if c["norm"] == "dyt":
+            panels.setdefault(c["panel"], []).append(c)
     for panel, rows in panels.items():
-        heatmap(os.path.join(report, f"heatmap_{panel}.png"), panel, rows)
+        heatmap(os.path.join(report, f"heatmap_{panel}.png"), panel, rows,
+                {(a, f): s for (p, a, f), s in statuses.items() if p == panel})
     for p in points:
         run_dir = os.path.join(sweep_dir, p["name"])
         if p["norm"] != "dyt" or not os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
