@@ -1,6 +1,7 @@
 // The report on a synthetic sweep whose answers are known: run directories written with the trainer's own
 // config and metrics writers, losses chosen so that the best alphas follow a known power law, one diverged point
-// with the lowest loss of all (never best), and site series with a hand-computed correlation.
+// with the lowest loss of all (never best), and site series with a hand-computed correlation; and a panel with
+// repeated seeds whose means, ranges, seed spread and marked cells are known by construction.
 #include <gtest/gtest.h>
 
 #include <cmath>
