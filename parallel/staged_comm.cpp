@@ -8,6 +8,7 @@
 #include <string>
 
 #include "kernels/cuda/check.h"
+#include "parallel/bf16_ring_sum.h"
 #include "parallel/device_comm.h"
 #if DYTRAIN_HAVE_NCCL
 #include "parallel/nccl_comm.h"
@@ -18,7 +19,8 @@ namespace {
 
 class StagedCommunicator final : public DeviceCommunicator {
  public:
-  StagedCommunicator(Communicator& host, int device) : host_(host), device_(device) {
+  StagedCommunicator(Communicator& host, int device, StagedBf16Sum bf16_sum)
+      : host_(host), device_(device), bf16_sum_(bf16_sum) {
     DYTRAIN_CUDA_CHECK(cudaSetDevice(device));
     DYTRAIN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   }
@@ -40,9 +42,13 @@ class StagedCommunicator final : public DeviceCommunicator {
   void all_reduce(float* buf, int64_t n, ReduceOp op) override { all_reduce_typed(buf, n, op); }
   void all_reduce(double* buf, int64_t n, ReduceOp op) override { all_reduce_typed(buf, n, op); }
 
-  // MPI has no bf16: the sum runs in fp32 on the host and is rounded once (NCCL rounds after each addition, which
-  // for two ranks is the same single rounding).
+  // MPI has no bf16. fp32: the sum runs in fp32 on the host and is rounded once (NCCL rounds after each addition,
+  // which for two ranks is the same single rounding). ring: NCCL's per-hop rounding, emulated.
   void all_reduce_sum_bf16(__nv_bfloat16* buf, int64_t n) override {
+    if (bf16_sum_ == StagedBf16Sum::ring) {
+      ring_sum_bf16(buf, n);
+      return;
+    }
     float* h = staging<float>(n + (n + 1) / 2);  // n floats, then the n bf16 as they arrive
     auto* raw = reinterpret_cast<__nv_bfloat16*>(h + n);
     to_host(raw, buf, n);
@@ -81,6 +87,22 @@ class StagedCommunicator final : public DeviceCommunicator {
   }
 
  private:
+  // Every rank's values gathered as floats (bf16 to fp32 is exact), then every rank runs the same ring sum on the
+  // same inputs, so all receive the same bits. Costs size() times the buffer in host memory: a test path.
+  void ring_sum_bf16(__nv_bfloat16* buf, int64_t n) {
+    const int P = size();
+    float* all = staging<float>(P * n + n + (n + 1) / 2);  // (P, n) gathered, n sums, then n bf16
+    float* sum = all + P * n;
+    auto* raw = reinterpret_cast<__nv_bfloat16*>(sum + n);
+    float* mine = all + rank() * n;
+    to_host(raw, buf, n);
+    for (int64_t i = 0; i < n; ++i) mine[i] = __bfloat162float(raw[i]);
+    host_.all_gather(all, mine, n);
+    bf16_ring_sum(sum, all, P, n);
+    for (int64_t i = 0; i < n; ++i) raw[i] = __float2bfloat16_rn(sum[i]);  // exact: each sum is a bf16 already
+    to_device(buf, raw, n);
+  }
+
   template <typename T>
   void all_reduce_typed(T* buf, int64_t n, ReduceOp op) {
     T* h = staging<T>(n);
@@ -120,6 +142,7 @@ class StagedCommunicator final : public DeviceCommunicator {
 
   Communicator& host_;
   int device_;
+  StagedBf16Sum bf16_sum_;
   cudaStream_t stream_ = nullptr;
   void* pinned_ = nullptr;
   size_t pinned_bytes_ = 0;
@@ -127,13 +150,14 @@ class StagedCommunicator final : public DeviceCommunicator {
 
 }  // namespace
 
-std::unique_ptr<DeviceCommunicator> make_staged_communicator(Communicator& host_group, int device) {
-  return std::make_unique<StagedCommunicator>(host_group, device);
+std::unique_ptr<DeviceCommunicator> make_staged_communicator(Communicator& host_group, int device,
+                                                             StagedBf16Sum bf16_sum) {
+  return std::make_unique<StagedCommunicator>(host_group, device, bf16_sum);
 }
 
 std::unique_ptr<DeviceCommunicator> make_device_communicator(const std::string& kind, Communicator& host_group,
-                                                             int device) {
-  if (kind == "mpi") return make_staged_communicator(host_group, device);
+                                                             int device, StagedBf16Sum bf16_sum) {
+  if (kind == "mpi") return make_staged_communicator(host_group, device, bf16_sum);
   if (kind != "nccl")
     throw std::invalid_argument("parallel.gpu_comm '" + kind + "': use nccl or mpi");
 #if DYTRAIN_HAVE_NCCL

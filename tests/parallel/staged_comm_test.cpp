@@ -1,8 +1,8 @@
 // The staged device backend (device_comm.h) on real ranks: every collective on device buffers against values computed
 // locally (collective_values.h), as comm_test.cpp does for the host backends: sums compare with EXPECT_EQ and avg with
-// the contract's sum / size. Run alone and under mpirun -np 2, where both ranks share GPU 0 (the point of this
-// backend: NCCL refuses that). Skips with a message on a machine without a CUDA device (every rank sees the same, so
-// no rank waits in a collective alone).
+// the contract's sum / size, and the bf16 ring option against its host emulation. Run alone and under mpirun -np 2
+// and 4, where the ranks share GPU 0 (the point of this backend: NCCL refuses that). Skips with a message on a machine
+// without a CUDA device (every rank sees the same, so no rank waits in a collective alone).
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "parallel/bf16_ring_sum.h"
 #include "parallel/device_comm.h"
 #include "tests/kernels/cuda/cuda_test_util.h"
 #include "tests/parallel/collective_values.h"
@@ -67,6 +68,36 @@ TEST_F(StagedComm, Bf16SumIsExactOnSmallIntegers) {
     const std::vector<uint16_t> got = buf.download();
     for (int64_t j = 0; j < n; ++j)
       EXPECT_EQ(test::bf16_value(got[j]), reduced<float>(ReduceOp::sum, comm_->size(), j)) << "element " << j;
+  }
+}
+
+TEST_F(StagedComm, Bf16RingSumIsTheHostEmulationOnEveryRank) {
+  // The ring option against the host emulation it runs (tested on its own in bf16_ring_sum_test.cpp) on every
+  // rank's values, which each rank knows: rank 0 holds values near 1, the others values below half a bf16 spacing
+  // there, so from 3 ranks on the per-hop rounding loses some of them and the result differs from the fp32 sum.
+  std::unique_ptr<DeviceCommunicator> ring = make_staged_communicator(*host_, /*device=*/0, StagedBf16Sum::ring);
+  const int P = ring->size();
+  for (int64_t n : {int64_t{0}, int64_t{1}, int64_t{7}, int64_t{100}}) {
+    auto value = [](int r, int64_t j) {
+      return r == 0 ? 1.0f + static_cast<float>(j % 64) * 0x1p-7f : static_cast<float>(1 + (j + r) % 3) * 0x1p-10f;
+    };
+    std::vector<float> all(P * n), want(n);
+    for (int r = 0; r < P; ++r)
+      for (int64_t j = 0; j < n; ++j) all[r * n + j] = value(r, j);
+    bf16_ring_sum(want.data(), all.data(), P, n);
+    std::vector<uint16_t> bits(n);
+    for (int64_t j = 0; j < n; ++j) bits[j] = test::bf16_bits(value(ring->rank(), j));
+    DeviceBuffer<uint16_t> buf(bits);
+    ring->all_reduce_sum_bf16(reinterpret_cast<__nv_bfloat16*>(buf.get()), n);
+    ring->synchronize();
+    std::vector<float> got(n);
+    const std::vector<uint16_t> got_bits = buf.download();
+    for (int64_t j = 0; j < n; ++j) got[j] = test::bf16_value(got_bits[j]);
+    EXPECT_EQ(got, want) << "n " << n;
+    std::vector<float> every(P * n);
+    host_->all_gather(every.data(), got.data(), n);
+    for (int r = 1; r < P; ++r)
+      EXPECT_TRUE(std::equal(got.begin(), got.end(), every.begin() + r * n)) << "rank " << r << " n " << n;
   }
 }
 

@@ -87,6 +87,7 @@ std::vector<Field> fields_of(Config& c) {
       {"train.device", &t.device},            {"train.peak_tflops", &t.peak_tflops},
       {"parallel.tp", &c.parallel.tp},        {"parallel.zero1", &c.parallel.zero1},
       {"parallel.bucket_mb", &c.parallel.bucket_mb}, {"parallel.gpu_comm", &c.parallel.gpu_comm},
+      {"parallel.staged_bf16_sum", &c.parallel.staged_bf16_sum},
       {"parallel.timeout_s", &c.parallel.timeout_s},
   };
   f.insert(f.end(), rest.begin(), rest.end());

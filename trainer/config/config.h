@@ -104,6 +104,8 @@ struct ParallelConfig {
   bool zero1 = false;             // shard the AdamW moments across data-parallel ranks (ZeRO stage 1)
   int bucket_mb = 25;             // data-parallel gradient all-reduce bucket size, MiB
   std::string gpu_comm = "nccl";  // device collectives: nccl | mpi (staged through host memory; ranks may share a GPU)
+  std::string staged_bf16_sum = "fp32";  // gpu_comm mpi's bf16 tp sums: fp32 (rounded once) | ring (NCCL's per-hop
+                                         // rounding emulated, to see a multi-GPU run's numerics on one GPU)
   double timeout_s = 15.0;        // a collective waiting longer for its peers warns, and ends the job after OpenMPI's
                                   // keepalive grace (40 s under launch/mpirun.sh); limit: max(this, 20 x the slowest
                                   // training step), 300 s at start-up, in validation and in checkpoints; 0 disables

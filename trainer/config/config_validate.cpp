@@ -193,6 +193,11 @@ void check_parallel(Checker& c, const ParallelConfig& p, const ModelConfig& m) {
   c.positive("parallel.bucket_mb", p.bucket_mb);
   c.check(p.gpu_comm == "nccl" || p.gpu_comm == "mpi", "parallel.gpu_comm",
           fmt::format("must be nccl or mpi (device buffers staged through host memory), got '{}'", p.gpu_comm));
+  c.check(p.staged_bf16_sum == "fp32" || p.staged_bf16_sum == "ring", "parallel.staged_bf16_sum",
+          fmt::format("must be fp32 (summed in fp32, rounded once) or ring (NCCL's per-hop bf16 rounding emulated), "
+                      "got '{}'", p.staged_bf16_sum));
+  c.check(p.staged_bf16_sum == "fp32" || p.gpu_comm == "mpi", "parallel.staged_bf16_sum",
+          "ring emulates NCCL in the staged backend: it needs parallel.gpu_comm: mpi (NCCL itself rounds per hop)");
   c.check(std::isfinite(p.timeout_s) && p.timeout_s >= 0, "parallel.timeout_s",
           fmt::format("must be >= 0 (seconds a collective may wait for its peers; 0 disables the watchdog), got {}",
                       p.timeout_s));

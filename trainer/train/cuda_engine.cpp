@@ -94,7 +94,8 @@ int agreed_gpu_for_rank(const Mesh& mesh) {
 std::unique_ptr<DeviceCommunicator> device_communicator_or_end_job(const Config& cfg, Communicator& group,
                                                                    int device, const char* name) {
   try {
-    return make_device_communicator(cfg.parallel.gpu_comm, group, device);
+    const StagedBf16Sum bf16_sum = cfg.parallel.staged_bf16_sum == "ring" ? StagedBf16Sum::ring : StagedBf16Sum::fp32;
+    return make_device_communicator(cfg.parallel.gpu_comm, group, device, bf16_sum);
   } catch (const std::invalid_argument&) {
     throw;
   } catch (const std::exception& e) {

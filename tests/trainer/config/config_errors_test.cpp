@@ -73,6 +73,8 @@ const std::vector<BadValue> kBadValues = {
     {"parallel.tp", "3", "must divide model.n_heads"},
     {"parallel.bucket_mb", "0", "must be > 0"},
     {"parallel.gpu_comm", "gloo", "must be nccl or mpi"},
+    {"parallel.staged_bf16_sum", "tree", "must be fp32 (summed in fp32, rounded once) or ring"},
+    {"parallel.staged_bf16_sum", "ring", "it needs parallel.gpu_comm: mpi"},
     {"parallel.timeout_s", "-1", "must be >= 0"},
     {"model.n_heads", "3", "does not divide model.dim (32)"},
     {"model.dim", "36", "must be even for RoPE"},  // 36 / 4 heads = 9

@@ -260,6 +260,7 @@ Config unusual_config() {
   c.parallel.zero1 = true;
   c.parallel.bucket_mb = 7;
   c.parallel.gpu_comm = "mpi";
+  c.parallel.staged_bf16_sum = "ring";
   c.parallel.timeout_s = 12.5;
   return c;
 }
@@ -331,6 +332,7 @@ TEST(ConfigYaml, RoundTripsEveryFieldExactly) {
   EXPECT_EQ(a.parallel.zero1, b.parallel.zero1);
   EXPECT_EQ(a.parallel.bucket_mb, b.parallel.bucket_mb);
   EXPECT_EQ(a.parallel.gpu_comm, b.parallel.gpu_comm);
+  EXPECT_EQ(a.parallel.staged_bf16_sum, b.parallel.staged_bf16_sum);
   EXPECT_EQ(a.parallel.timeout_s, b.parallel.timeout_s);
   EXPECT_EQ(to_yaml(a), to_yaml(b));
   EXPECT_EQ(config_hash(a), config_hash(b));
@@ -373,7 +375,7 @@ TEST(ConfigYaml, WritesEveryKeyInTheFixedOrder) {
       "train.micro_batch", "train.seq_len", "train.grad_accum", "train.max_steps", "train.log_every",
       "train.val_every", "train.val_batches", "train.ckpt_every", "train.keep_checkpoints", "train.seed",
       "train.device", "train.peak_tflops", "parallel.tp", "parallel.zero1", "parallel.bucket_mb",
-      "parallel.gpu_comm", "parallel.timeout_s"};
+      "parallel.gpu_comm", "parallel.staged_bf16_sum", "parallel.timeout_s"};
   Config all = Config{};
   for (GroupConfig* g : {&all.optim.matrices, &all.optim.embeddings, &all.optim.dyt_alpha, &all.optim.dyt_gamma_beta,
                          &all.optim.embed_scale})

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <string>
 
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/attention.cuh"
@@ -105,6 +106,18 @@ float LlamaModelCuda::embed_scale() {
   return scale;
 }
 
+std::vector<float> LlamaModelCuda::residual_stream(int i) {
+  if (B_ == 0 || i < 0 || i > layout_.cfg.n_layers)
+    throw std::out_of_range("LlamaModelCuda::residual_stream(" + std::to_string(i) + "): needs a forward first and " +
+                            "0 <= i <= n_layers (" + std::to_string(layout_.cfg.n_layers) + ")");
+  std::vector<bf16> raw(int64_t(B_) * T_ * layout_.cfg.dim);
+  DYTRAIN_CUDA_CHECK(cudaMemcpyAsync(raw.data(), x_[i], raw.size() * sizeof(bf16), cudaMemcpyDeviceToHost, stream_));
+  DYTRAIN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  std::vector<float> x(raw.size());
+  for (size_t j = 0; j < raw.size(); ++j) x[j] = __bfloat162float(raw[j]);
+  return x;
+}
+
 std::map<std::string, size_t> LlamaModelCuda::memory() const {
   std::map<std::string, size_t> bytes = param_bytes_;
   for (const auto& [category, b] : act_bytes_) bytes[category] += b;
@@ -196,24 +209,34 @@ void LlamaModelCuda::calibrate_alphas(const int32_t* tokens, int B, int T, doubl
   calibrate_c_ = 0.0;
 }
 
-void LlamaModelCuda::norm_forward(bf16* y, float* rstd, const bf16* x, const NormSiteOffsets& s, int site,
-                                  bool moments) {
+void LlamaModelCuda::norm_forward(bf16* y, float* rstd, bf16* x, const bf16* residual, const NormSiteOffsets& s,
+                                  int site, bool moments) {
   const ModelConfig& cfg = layout_.cfg;
   const int64_t N = int64_t(B_) * T_;
   const int C = cfg.dim;
   float* P = params_;
   cpu::SiteMoments* m = moments ? moments_ + site : nullptr;
   if (cfg.norm == NormKind::rmsnorm) {
-    cuda::rmsnorm_forward(y, rstd, x, P + s.weight, float(cfg.rms_eps), N, C, m, workspace_, workspace_bytes_,
-                          stream_);
+    if (residual)
+      cuda::rmsnorm_residual_forward(y, rstd, x, residual, P + s.weight, float(cfg.rms_eps), N, C, m, workspace_,
+                                     workspace_bytes_, stream_);
+    else
+      cuda::rmsnorm_forward(y, rstd, x, P + s.weight, float(cfg.rms_eps), N, C, m, workspace_, workspace_bytes_,
+                            stream_);
     return;
   }
   const float* beta = s.bias >= 0 ? P + s.bias : nullptr;
   if (calibrate_c_ > 0) {
-    // alpha = c / std(x), measured by a forward pass into this site's (otherwise unused) moments slot.
+    // alpha = c / std(x), measured by a forward pass into this site's (otherwise unused) moments slot; that pass
+    // adds the residual, so x is complete for the one below.
     DYTRAIN_CUDA_CHECK(cudaMemsetAsync(moments_ + site, 0, sizeof(cpu::SiteMoments), stream_));
-    cuda::dyt_forward(y, x, P + s.alpha, P + s.weight, beta, N, C, moments_ + site, workspace_, workspace_bytes_,
-                      stream_);
+    if (residual)
+      cuda::dyt_residual_forward(y, x, residual, P + s.alpha, P + s.weight, beta, N, C, moments_ + site, workspace_,
+                                 workspace_bytes_, stream_);
+    else
+      cuda::dyt_forward(y, x, P + s.alpha, P + s.weight, beta, N, C, moments_ + site, workspace_, workspace_bytes_,
+                        stream_);
+    residual = nullptr;
     cpu::SiteMoments in;
     DYTRAIN_CUDA_CHECK(
         cudaMemcpyAsync(&in, moments_ + site, sizeof(in), cudaMemcpyDeviceToHost, stream_));
@@ -225,7 +248,11 @@ void LlamaModelCuda::norm_forward(bf16* y, float* rstd, const bf16* x, const Nor
       DYTRAIN_CUDA_CHECK(cudaStreamSynchronize(stream_));
     }
   }
-  cuda::dyt_forward(y, x, P + s.alpha, P + s.weight, beta, N, C, m, workspace_, workspace_bytes_, stream_);
+  if (residual)
+    cuda::dyt_residual_forward(y, x, residual, P + s.alpha, P + s.weight, beta, N, C, m, workspace_, workspace_bytes_,
+                               stream_);
+  else
+    cuda::dyt_forward(y, x, P + s.alpha, P + s.weight, beta, N, C, m, workspace_, workspace_bytes_, stream_);
 }
 
 void LlamaModelCuda::norm_backward(bf16* dx, const bf16* dy, const bf16* x, const float* rstd,

@@ -5,8 +5,9 @@
 // What differs from the CPU model, by design:
 // - q, k, v come out of one GEMM against the adjacent wq, wk, wv blocks of the flat buffer, gate and up out of one
 //   against w_gate, w_up (layout.h); RoPE and attention read q, k and v as column slices of those rows.
-// - The residual adds are fused into the epilogues of the o and down GEMMs (out = residual + h W^T), and every layer
-//   keeps its own bf16 residual buffers for the backward pass.
+// - The residual adds are fused into the epilogues of the o and down GEMMs (out = residual + h W^T), or under tensor
+//   parallelism into the norm that follows (see below); every layer keeps its own bf16 residual buffers for the
+//   backward pass.
 // - Attention keeps only each row's log-sum-exp; its backward recomputes the probabilities.
 // - The cross-entropy keeps each row's log-sum-exp; its backward overwrites the logits with their gradient.
 //
@@ -14,8 +15,10 @@
 // share of the SwiGLU hidden size and its vocabulary rows (layout.h). Each communication step sits where the CPU
 // model's tp_mappings.h calls sit, as bf16 sums on the tp communicator's stream, ordered against stream() by events:
 // - reduce_from_tp_region forward (its backward is the identity): the vocabulary-parallel embedding, and the o and
-//   down GEMMs, whose partial outputs are summed; rank 0 alone adds the residual in the GEMM epilogue, so the sum
-//   holds it once;
+//   down GEMMs, whose partial outputs are summed without the residual; every rank then adds the residual to the
+//   sum once, in the next norm's fused residual kernel (dyt.cuh, rmsnorm.cuh), rounding it once at its own scale as
+//   one rank's GEMM epilogue does. NCCL rounds after every hop of its ring: a residual added to one rank's partial
+//   before the sum would take up to tp - 1 more roundings at its scale (~0.5 at 100) and lose small branch updates;
 // - copy_to_tp_region backward (its forward is the identity): the input gradients of the column-parallel q/k/v,
 //   gate/up and LM head GEMMs;
 // - the vocabulary-parallel cross-entropy: lse parts gathered, target logits summed (cross_entropy.cuh);
@@ -84,6 +87,9 @@ class LlamaModelCuda {
   const LlamaLayout& layout() const { return layout_; }
 
   const std::vector<float>& token_losses() const { return losses_host_; }
+  // The residual stream of the last forward as floats: x_i (B*T, dim) entering layer i, i = n_layers the final norm's
+  // input; the same on every tp rank. For tests of its numerics.
+  std::vector<float> residual_stream(int i);
   const ModelConfig& config() const { return layout_.cfg; }
   const ParamTable& table() const { return layout_.table; }
   std::vector<float> site_alphas();  // metrics order; 0 for RMSNorm sites
@@ -112,7 +118,10 @@ class LlamaModelCuda {
   };
 
   void plan_activation_buffers(cuda::ArenaPlanner& a, int B, int T);
-  void norm_forward(bf16* y, float* rstd, const bf16* x, const NormSiteOffsets& s, int site, bool moments);
+  // y = norm(x). With residual not null, x (N, C) first becomes bf16(x + residual) in place, in the same kernel (the
+  // residual add that tensor parallelism moves after the tp sum; llama_cuda_step.cpp).
+  void norm_forward(bf16* y, float* rstd, bf16* x, const bf16* residual, const NormSiteOffsets& s, int site,
+                    bool moments);
   // dresidual += dL/dx (accumulate) or dx = dL/dx (when accumulate is false).
   void norm_backward(bf16* dx, const bf16* dy, const bf16* x, const float* rstd, const NormSiteOffsets& s,
                      bool accumulate);

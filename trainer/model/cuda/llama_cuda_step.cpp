@@ -49,8 +49,13 @@ float LlamaModelCuda::forward(const int32_t* tokens, int B, int T, cpu::SiteMome
   const float* scale = layout_.embed_scale >= 0 ? P + layout_.embed_scale : one_;
   cuda::embedding_forward(x_[0], inputs_, W + layout_.embed, scale, BT, int(C), layout_.vocab_begin, V, stream_);
   tp_sum(x_[0], BT * C);  // reduce_from_tp_region forward: each token's row comes from the rank that holds it
-  // The o and down GEMMs give partial sums under tensor parallelism: the residual is added by rank 0 alone.
-  const bool adds_residual = layout_.tp_rank == 0;
+  // One rank adds the residual in the o and down GEMMs' epilogue. Under tensor parallelism those GEMMs give partial
+  // branch outputs; the tp sum completes the branch, and the norm that reads the new residual next adds the old one
+  // to it (its fused residual kernel: one rounding at the residual's scale, as the epilogue). Added to one rank's
+  // partial before the sum, the large residual would be rounded again at every hop of NCCL's ring and swamp small
+  // branch updates (issue 19). residual_to_add: the residual that the next norm adds, nullptr when there is none.
+  const bool epilogue_adds_residual = tp_ == nullptr;
+  const bf16* residual_to_add = nullptr;
 
   for (int i = 0; i < cfg.n_layers; ++i) {
     const LayerOffsets& l = layout_.layers[i];
@@ -59,26 +64,29 @@ float LlamaModelCuda::forward(const int32_t* tokens, int B, int T, cpu::SiteMome
     bf16* k = a.qkv + Q;
     bf16* v = a.qkv + Q + KV;
 
-    norm_forward(a.n_attn, a.rstd_attn, x_[i], l.attn_norm, 2 * i, moments != nullptr);
+    norm_forward(a.n_attn, a.rstd_attn, x_[i], residual_to_add, l.attn_norm, 2 * i, moments != nullptr);
     // copy_to_tp_region forward: identity (its backward sums d_n_ after the q/k/v GEMM's backward).
     cuda::matmul_forward(blas, a.qkv, a.n_attn, W + l.wq, nullptr, BT, C, QKV);
     cuda::rope_forward(q, rope_cos_, rope_sin_, B, T, HQ, int(D), QKV, stream_);
     cuda::rope_forward(k, rope_cos_, rope_sin_, B, T, HKV, int(D), QKV, stream_);
     cuda::attention_forward(blas, a.att, a.lse_attn, q, k, v, QKV, B, T, HQ, HKV, int(D), workspace_,
                             workspace_bytes_);
-    cuda::matmul_forward(blas, a.x_mid, a.att, W + l.wo, adds_residual ? x_[i] : nullptr, BT, Q, C);
+    cuda::matmul_forward(blas, a.x_mid, a.att, W + l.wo, epilogue_adds_residual ? x_[i] : nullptr, BT, Q, C);
     tp_sum(a.x_mid, BT * C);  // reduce_from_tp_region forward (backward: identity)
+    residual_to_add = epilogue_adds_residual ? nullptr : x_[i];
 
-    norm_forward(a.n_ffn, a.rstd_ffn, a.x_mid, l.ffn_norm, 2 * i + 1, moments != nullptr);
+    norm_forward(a.n_ffn, a.rstd_ffn, a.x_mid, residual_to_add, l.ffn_norm, 2 * i + 1, moments != nullptr);
     // copy_to_tp_region forward: identity.
     cuda::matmul_forward(blas, a.gate_up, a.n_ffn, W + l.w_gate, nullptr, BT, C, 2 * F);
     cuda::swiglu_forward(a.h, a.gate_up, BT, int(F), stream_);
-    cuda::matmul_forward(blas, x_[i + 1], a.h, W + l.w_down, adds_residual ? a.x_mid : nullptr, BT, F, C);
+    cuda::matmul_forward(blas, x_[i + 1], a.h, W + l.w_down, epilogue_adds_residual ? a.x_mid : nullptr, BT, F, C);
     tp_sum(x_[i + 1], BT * C);  // reduce_from_tp_region forward (backward: identity)
+    residual_to_add = epilogue_adds_residual ? nullptr : a.x_mid;  // x_[i + 1] holds the branch until the next norm
   }
 
   bf16* x_final = x_[cfg.n_layers];
-  norm_forward(n_final_, rstd_final_, x_final, layout_.final_norm, 2 * cfg.n_layers, moments != nullptr);
+  norm_forward(n_final_, rstd_final_, x_final, residual_to_add, layout_.final_norm, 2 * cfg.n_layers,
+               moments != nullptr);
   cuda::matmul_forward(blas, logits_, n_final_, W + layout_.lm_head, nullptr, BT, C, V);  // copy_to_tp_region: identity
   if (tp_) {
     const int ranks = tp_->size();
