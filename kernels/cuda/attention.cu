@@ -402,8 +402,8 @@ size_t attention_workspace_bytes(int B, int T, int Hq, int Hkv, int D) {
   return make_plan(B, T, Hq, Hkv, D).total;
 }
 
-void check_attention_args(const char* op, int B, int T, int Hq, int Hkv, int D, int64_t ld_qkv,
-                          std::initializer_list<NamedPointer> tensors, const void* workspace, size_t workspace_bytes) {
+void check_attention_tensors(const char* op, int B, int T, int Hq, int Hkv, int D, int64_t ld_qkv,
+                             std::initializer_list<NamedPointer> tensors) {
   check_shape(op, B, T, Hq, Hkv, D);
   const int64_t q_row = static_cast<int64_t>(Hq) * D;
   if (ld_qkv < q_row || ld_qkv % 8 != 0) {
@@ -418,6 +418,11 @@ void check_attention_args(const char* op, int B, int T, int Hq, int Hkv, int D, 
                                   "-byte aligned; pass cudaMalloc'd buffers or views that start on a row");
     }
   }
+}
+
+void check_attention_args(const char* op, int B, int T, int Hq, int Hkv, int D, int64_t ld_qkv,
+                          std::initializer_list<NamedPointer> tensors, const void* workspace, size_t workspace_bytes) {
+  check_attention_tensors(op, B, T, Hq, Hkv, D, ld_qkv, tensors);
   const size_t needed = attention_workspace_bytes(B, T, Hq, Hkv, D);
   if (workspace == nullptr || workspace_bytes < needed || reinterpret_cast<uintptr_t>(workspace) % 16 != 0) {
     throw std::invalid_argument(op_name(op) + ": the workspace must be 16-byte aligned and hold " +

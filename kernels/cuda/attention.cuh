@@ -6,10 +6,11 @@
 // Hq*D, v at (Hq+Hkv)*D of the same rows; they are passed as three pointers, so any three buffers with a common row
 // stride do. dq, dk and dv use the same stride (slices of one d_qkv buffer) and are written (=), never accumulated.
 //
-// This first version materializes the scores of a chunk of query tokens through batched cuBLASLt GEMMs (attention.cu
-// explains the design); a flash-attention kernel will replace it behind the same API. All pointers are device
-// pointers; all work is queued on blas.stream() and nothing synchronizes the host. Bad arguments throw
-// std::invalid_argument before anything is queued (check_attention_args); CUDA failures throw std::runtime_error.
+// This path materializes the scores of a chunk of query tokens through batched cuBLASLt GEMMs (attention.cu explains
+// the design); flash_attention.cuh computes the same op tile by tile without them, and this one stays its reference.
+// All pointers are device pointers; all work is queued on blas.stream() and nothing synchronizes the host. Bad
+// arguments throw std::invalid_argument before anything is queued (check_attention_args); CUDA failures throw
+// std::runtime_error.
 //
 // Requirements: B, T, Hq, Hkv >= 1, Hkv divides Hq, B * Hq * T < 2^31 query rows, D a multiple of 8 (the kernels move
 // 16 bytes at a time), ld_qkv >= Hq * D and a multiple of 8, the bf16 tensors 16-byte aligned, lse 4-byte aligned,
@@ -53,6 +54,11 @@ struct NamedPointer {
   const void* ptr;
   size_t alignment_bytes;
 };
+
+// The checks of check_attention_args but the workspace's, shared with the flash kernels (flash_attention.cuh):
+// throws std::invalid_argument naming dytrain::cuda::<op> for a bad shape or ld_qkv, or a null or misaligned tensor.
+void check_attention_tensors(const char* op, int B, int T, int Hq, int Hkv, int D, int64_t ld_qkv,
+                             std::initializer_list<NamedPointer> tensors);
 
 // The argument checks the entry points run first, callable on their own and on a machine without a GPU (no CUDA
 // call, no pointer read): throws std::invalid_argument naming dytrain::cuda::<op> and the bad argument when the shape
