@@ -66,6 +66,7 @@ std::vector<Field> fields_of(Config& c) {
       {"model.init", &m.init},               {"model.init_std", &m.init_std},
       {"model.alpha_init", &m.alpha_init},
       {"model.alpha_calib_c", &m.alpha_calib_c},
+      {"model.attention", &m.attention},
       {"optim.lr", &o.lr},                   {"optim.min_lr", &o.min_lr},
       {"optim.beta1", &o.beta1},             {"optim.beta2", &o.beta2},
       {"optim.eps", &o.eps},                 {"optim.weight_decay", &o.weight_decay},

@@ -47,6 +47,11 @@ struct ModelConfig {
                                   //     width (fan_in: the input size of a matrix, dim for the embedding)
                                   //   scaled_depth: scaled, and o_proj, down_proj further / sqrt(2 n_layers)
   double init_std = 0.02;         // the std of fixed, or the std at fan_in 4096 of scaled
+  std::string attention = "materialized";  // the CUDA engine's attention kernels (the CPU engine has one fp32 path):
+                                  //   materialized: scores through cuBLASLt, 128 query tokens at a time, the reference
+                                  //     (kernels/cuda/attention.cuh)
+                                  //   flash: fused 64 x 64 tiles, no score matrix in memory, deterministic backward;
+                                  //     head_dim 64 or 128 (kernels/cuda/flash_attention.cuh)
 
   int head_dim() const { return dim / n_heads; }
   int kv_heads() const { return n_kv_heads > 0 ? n_kv_heads : n_heads; }

@@ -128,6 +128,8 @@ void check_model(Checker& c, const ModelConfig& m) {
   c.check(m.alpha_init == "fixed" || m.alpha_init == "calibrated", "model.alpha_init",
           fmt::format("must be fixed or calibrated, got '{}'", m.alpha_init));
   c.fp32_positive("model.alpha_calib_c", m.alpha_calib_c);
+  const bool attention_ok = c.check(m.attention == "materialized" || m.attention == "flash", "model.attention",
+                                    fmt::format("must be materialized or flash, got '{}'", m.attention));
 
   if (dim_ok && heads_ok &&
       c.check_pair(m.dim % m.n_heads == 0, "model.n_heads", "model.dim",
@@ -136,6 +138,10 @@ void check_model(Checker& c, const ModelConfig& m) {
     c.check_pair(m.head_dim() % 2 == 0, "model.dim", "model.n_heads",
                  fmt::format("head_dim = dim / model.n_heads = {} / {} = {} must be even for RoPE (rotate_half "
                              "pairs dimension i with i + head_dim/2)", m.dim, m.n_heads, m.head_dim()));
+  if (attention_ok && m.attention == "flash" && dim_ok && heads_ok && m.dim % m.n_heads == 0)
+    c.check_pair(m.head_dim() == 64 || m.head_dim() == 128, "model.attention", "model.dim",
+                 fmt::format("flash has kernels for head_dim 64 and 128; dim / model.n_heads = {} / {} = {}: use "
+                             "model.attention: materialized", m.dim, m.n_heads, m.head_dim()));
   if (heads_ok && kv_ok)
     c.check_pair(m.n_heads % m.kv_heads() == 0, "model.n_kv_heads", "model.n_heads",
             fmt::format("{} must divide model.n_heads ({}) for grouped-query attention (0 means n_heads)",

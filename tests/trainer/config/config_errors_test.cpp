@@ -46,6 +46,8 @@ const std::vector<BadValue> kBadValues = {
     {"model.init", "xavier", "must be fixed, scaled or scaled_depth"},
     {"model.alpha_init", "auto", "must be fixed or calibrated"},
     {"model.alpha_calib_c", "0", "must be > 0"},
+    {"model.attention", "fused", "must be materialized or flash, got 'fused'"},
+    {"model.attention", "flash", "flash has kernels for head_dim 64 and 128; dim / model.n_heads = 32 / 4 = 8"},
     {"optim.lr", "0", "must be > 0"},
     {"optim.min_lr", "-1e-5", "must be >= 0"},
     {"optim.min_lr", "0.5", "must be <= optim.lr"},

@@ -206,7 +206,7 @@ Config unusual_config() {
   Config c;
   ModelConfig& m = c.model;
   m.vocab_size = 50304;
-  m.dim = 96;
+  m.dim = 384;  // head_dim 64, which model.attention: flash needs
   m.n_layers = 3;
   m.n_heads = 6;
   m.n_kv_heads = 3;
@@ -227,6 +227,7 @@ Config unusual_config() {
   m.init_std = 0.017;
   m.alpha_init = "calibrated";
   m.alpha_calib_c = 0.75;
+  m.attention = "flash";
   OptimConfig& o = c.optim;
   o.lr = 6e-4;
   o.min_lr = 6e-5;
@@ -299,6 +300,7 @@ TEST(ConfigYaml, RoundTripsEveryFieldExactly) {
   EXPECT_EQ(ma.init_std, mb.init_std);
   EXPECT_EQ(ma.alpha_init, mb.alpha_init);
   EXPECT_EQ(ma.alpha_calib_c, mb.alpha_calib_c);
+  EXPECT_EQ(ma.attention, mb.attention);
   const OptimConfig &oa = a.optim, &ob = b.optim;
   EXPECT_EQ(oa.lr, ob.lr);
   EXPECT_EQ(oa.min_lr, ob.min_lr);
@@ -364,6 +366,7 @@ TEST(ConfigYaml, WritesEveryKeyInTheFixedOrder) {
       "model.multiple_of", "model.ffn_dim_multiplier", "model.max_seq_len", "model.rope_theta", "model.norm",
       "model.alpha_attn", "model.alpha_ffn", "model.alpha_final", "model.dyt_bias", "model.rms_eps",
       "model.embed_scale", "model.tie_embeddings", "model.init", "model.init_std", "model.alpha_init", "model.alpha_calib_c",
+      "model.attention",
       "optim.lr", "optim.min_lr", "optim.beta1", "optim.beta2", "optim.eps", "optim.weight_decay", "optim.grad_clip",
       "optim.schedule", "optim.warmup_steps",
       "optim.matrices.weight_decay", "optim.matrices.lr", "optim.matrices.beta2",
@@ -417,6 +420,7 @@ TEST(ConfigHash, IsFnv1aOfTheYamlAndSeesEveryField) {
       [](Config& c) { c.data.val = "v.bin"; },
       [](Config& c) { c.train.seed ^= 1; },
       [](Config& c) { c.train.device = "cuda"; },
+      [](Config& c) { c.model.attention = "materialized"; },
   };
   std::set<uint64_t> hashes = {config_hash(base)};
   for (const auto& change : changes) {

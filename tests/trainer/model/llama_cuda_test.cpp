@@ -42,6 +42,18 @@ ModelConfig small(NormKind norm, bool bias, bool tie) {
   return testing::gpu_model(norm, bias, tie, /*kv_heads=*/2, /*vocab_size=*/250);
 }
 
+// The same with model.attention: flash, which needs head_dim 64: two query heads on one kv head (GQA), T up to 128
+// (two query tiles).
+ModelConfig small_flash(NormKind norm, bool bias, bool tie) {
+  ModelConfig m = testing::gpu_model(norm, bias, tie, /*kv_heads=*/1, /*vocab_size=*/250);
+  m.dim = 128;
+  m.n_heads = 2;
+  m.ffn_dim = 256;
+  m.max_seq_len = 128;
+  m.attention = "flash";
+  return m;
+}
+
 std::vector<float> download(const float* device, int64_t n) {
   std::vector<float> host(n);
   DYTRAIN_CUDA_CHECK(cudaMemcpy(host.data(), device, n * sizeof(float), cudaMemcpyDeviceToHost));
@@ -51,14 +63,15 @@ std::vector<float> download(const float* device, int64_t n) {
 struct Case {
   NormKind norm;
   bool bias, tie;
+  bool flash = false;  // model.attention: flash (small_flash)
 };
 
 class LlamaCudaMatchesCpu : public LlamaCuda, public ::testing::WithParamInterface<Case> {};
 
 TEST_P(LlamaCudaMatchesCpu, LossGradientsAndMoments) {
   const Case c = GetParam();
-  const ModelConfig cfg = small(c.norm, c.bias, c.tie);
-  const int B = 3, T = 40;  // ragged T: not a multiple of any tile size
+  const ModelConfig cfg = c.flash ? small_flash(c.norm, c.bias, c.tie) : small(c.norm, c.bias, c.tie);
+  const int B = 3, T = c.flash ? 100 : 40;  // ragged T: not a multiple of any tile size
   const std::vector<int32_t> tokens = random_tokens(B, T, cfg.vocab_size, 7);
   LlamaModel cpu(cfg);
   LlamaModelCuda gpu(cfg, stream_);
@@ -88,10 +101,10 @@ TEST_P(LlamaCudaMatchesCpu, LossGradientsAndMoments) {
 
 INSTANTIATE_TEST_SUITE_P(Variants, LlamaCudaMatchesCpu,
                          ::testing::Values(Case{NormKind::dyt, false, false}, Case{NormKind::dyt, true, true},
-                                         Case{NormKind::rmsnorm, false, false}),
+                                         Case{NormKind::rmsnorm, false, false}, Case{NormKind::dyt, false, false, true}),
                          [](const ::testing::TestParamInfo<Case>& info) {
                            return std::string(to_string(info.param.norm)) + (info.param.bias ? "_bias" : "") +
-                                  (info.param.tie ? "_tied" : "");
+                                  (info.param.tie ? "_tied" : "") + (info.param.flash ? "_flash" : "");
                          });
 
 TEST_F(LlamaCuda, GradientsAccumulateOverMicroBatches) {
@@ -115,19 +128,21 @@ TEST_F(LlamaCuda, GradientsAccumulateOverMicroBatches) {
 }
 
 TEST_F(LlamaCuda, RerunsAreBitIdentical) {
-  const ModelConfig cfg = small(NormKind::dyt, true, false);
-  const std::vector<int32_t> tokens = random_tokens(2, 48, cfg.vocab_size, 9);
-  std::vector<float> grads[2];
-  float losses[2];
-  for (int run = 0; run < 2; ++run) {
-    LlamaModelCuda gpu(cfg, stream_);
-    gpu.init(21);
-    losses[run] = gpu.forward(tokens.data(), 2, 48, nullptr);
-    gpu.backward(1.0f);
-    grads[run] = download(gpu.grads(), gpu.table().total());
+  for (const ModelConfig& cfg : {small(NormKind::dyt, true, false), small_flash(NormKind::dyt, true, false)}) {
+    SCOPED_TRACE("model.attention: " + cfg.attention);
+    const std::vector<int32_t> tokens = random_tokens(2, 48, cfg.vocab_size, 9);
+    std::vector<float> grads[2];
+    float losses[2];
+    for (int run = 0; run < 2; ++run) {
+      LlamaModelCuda gpu(cfg, stream_);
+      gpu.init(21);
+      losses[run] = gpu.forward(tokens.data(), 2, 48, nullptr);
+      gpu.backward(1.0f);
+      grads[run] = download(gpu.grads(), gpu.table().total());
+    }
+    EXPECT_EQ(losses[0], losses[1]);
+    EXPECT_TRUE(grads[0] == grads[1]);
   }
-  EXPECT_EQ(losses[0], losses[1]);
-  EXPECT_TRUE(grads[0] == grads[1]);
 }
 
 TEST_F(LlamaCuda, CalibratedAlphasMatchTheCpu) {

@@ -13,6 +13,7 @@
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/dyt.cuh"
 #include "kernels/cuda/embedding.cuh"
+#include "kernels/cuda/flash_attention.cuh"
 #include "kernels/cuda/rmsnorm.cuh"
 
 namespace dytrain {
@@ -175,7 +176,9 @@ void LlamaModelCuda::plan_activation_buffers(cuda::ArenaPlanner& a, int B, int T
                                cuda::rmsnorm_forward_workspace_bytes(BT, Ci),
                                cuda::rmsnorm_backward_workspace_bytes(BT, Ci),
                                cuda::embedding_backward_workspace_bytes(BT, Ci),
-                               cuda::attention_workspace_bytes(B, T, layout_.heads, layout_.kv_heads, int(D))});
+                               cfg.attention == "flash"
+                                   ? cuda::flash_attention_workspace_bytes(B, T, layout_.heads)
+                                   : cuda::attention_workspace_bytes(B, T, layout_.heads, layout_.kv_heads, int(D))});
   char* w = nullptr;
   a.take(&w, int64_t(workspace_bytes_), ws);
   workspace_ = w;

@@ -8,7 +8,9 @@
 // - The residual adds are fused into the epilogues of the o and down GEMMs (out = residual + h W^T), or under tensor
 //   parallelism into the norm that follows (see below); every layer keeps its own bf16 residual buffers for the
 //   backward pass.
-// - Attention keeps only each row's log-sum-exp; its backward recomputes the probabilities.
+// - Attention keeps only each row's log-sum-exp; its backward recomputes the probabilities. model.attention picks
+//   the kernels: materialized (attention.cuh, the reference) or flash (flash_attention.cuh); both read and write the
+//   same buffers.
 // - The cross-entropy keeps each row's log-sum-exp; its backward overwrites the logits with their gradient.
 //
 // Tensor parallelism (given a tp communicator) as in the CPU model and Megatron-LM: this rank holds its heads, its

@@ -8,6 +8,7 @@
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/cross_entropy.cuh"
 #include "kernels/cuda/embedding.cuh"
+#include "kernels/cuda/flash_attention.cuh"
 #include "kernels/cuda/rope.cuh"
 #include "kernels/cuda/swiglu.cuh"
 #include "trainer/model/cuda/llama_cuda.h"
@@ -23,6 +24,7 @@ float LlamaModelCuda::forward(const int32_t* tokens, int B, int T, cpu::SiteMome
   const float* P = params_;
   const bf16* W = params_bf16_;
   cuda::Blas& blas = *blas_;
+  const bool flash = cfg.attention == "flash";  // model.attention: the flash kernels, else the materialized path
 
   inputs_host_.resize(BT);
   targets_host_.resize(BT);
@@ -69,8 +71,12 @@ float LlamaModelCuda::forward(const int32_t* tokens, int B, int T, cpu::SiteMome
     cuda::matmul_forward(blas, a.qkv, a.n_attn, W + l.wq, nullptr, BT, C, QKV);
     cuda::rope_forward(q, rope_cos_, rope_sin_, B, T, HQ, int(D), QKV, stream_);
     cuda::rope_forward(k, rope_cos_, rope_sin_, B, T, HKV, int(D), QKV, stream_);
-    cuda::attention_forward(blas, a.att, a.lse_attn, q, k, v, QKV, B, T, HQ, HKV, int(D), workspace_,
-                            workspace_bytes_);
+    if (flash) {
+      cuda::flash_attention_forward(a.att, a.lse_attn, q, k, v, QKV, B, T, HQ, HKV, int(D), stream_);
+    } else {
+      cuda::attention_forward(blas, a.att, a.lse_attn, q, k, v, QKV, B, T, HQ, HKV, int(D), workspace_,
+                              workspace_bytes_);
+    }
     cuda::matmul_forward(blas, a.x_mid, a.att, W + l.wo, epilogue_adds_residual ? x_[i] : nullptr, BT, Q, C);
     tp_sum(a.x_mid, BT * C);  // reduce_from_tp_region forward (backward: identity)
     residual_to_add = epilogue_adds_residual ? nullptr : x_[i];
@@ -131,6 +137,7 @@ void LlamaModelCuda::backward(float loss_weight) {
   const bf16* W = params_bf16_;
   float* G = grads_;
   cuda::Blas& blas = *blas_;
+  const bool flash = cfg.attention == "flash";  // model.attention: the flash kernels, else the materialized path
 
   // The loss is a mean over BT tokens: each row's weight is loss_weight / BT. dlogits overwrite the logits.
   cuda::cross_entropy_backward(logits_, logits_, lse_ce_, targets_, loss_weight / float(BT), BT, int(V), stream_,
@@ -156,8 +163,13 @@ void LlamaModelCuda::backward(float loss_weight) {
     bf16* dq = d_qkv_;
     bf16* dk = d_qkv_ + Q;
     bf16* dv = d_qkv_ + Q + KV;
-    cuda::attention_backward(blas, dq, dk, dv, d_att_, a.att, a.lse_attn, a.qkv, a.qkv + Q, a.qkv + Q + KV, QKV, B, T,
-                             HQ, HKV, int(D), workspace_, workspace_bytes_);
+    if (flash) {
+      cuda::flash_attention_backward(dq, dk, dv, d_att_, a.att, a.lse_attn, a.qkv, a.qkv + Q, a.qkv + Q + KV, QKV, B,
+                                     T, HQ, HKV, int(D), workspace_, workspace_bytes_, stream_);
+    } else {
+      cuda::attention_backward(blas, dq, dk, dv, d_att_, a.att, a.lse_attn, a.qkv, a.qkv + Q, a.qkv + Q + KV, QKV, B,
+                               T, HQ, HKV, int(D), workspace_, workspace_bytes_);
+    }
     cuda::rope_backward(dq, rope_cos_, rope_sin_, B, T, HQ, int(D), QKV, stream_);
     cuda::rope_backward(dk, rope_cos_, rope_sin_, B, T, HKV, int(D), QKV, stream_);
     cuda::matmul_backward(blas, d_n_, G + l.wq, d_qkv_, a.n_attn, W + l.wq, BT, C, QKV);
