@@ -101,7 +101,8 @@ TEST_P(LlamaCudaMatchesCpu, LossGradientsAndMoments) {
 
 INSTANTIATE_TEST_SUITE_P(Variants, LlamaCudaMatchesCpu,
                          ::testing::Values(Case{NormKind::dyt, false, false}, Case{NormKind::dyt, true, true},
-                                         Case{NormKind::rmsnorm, false, false}, Case{NormKind::dyt, false, false, true}),
+                                         Case{NormKind::rmsnorm, false, false},
+                                         Case{NormKind::dyt, false, false, true}),
                          [](const ::testing::TestParamInfo<Case>& info) {
                            return std::string(to_string(info.param.norm)) + (info.param.bias ? "_bias" : "") +
                                   (info.param.tie ? "_tied" : "") + (info.param.flash ? "_flash" : "");
