@@ -1,8 +1,9 @@
 // Training throughput on one GPU: full steps (forward, backward, grad norm, AdamW) of the CUDA engine on random
 // tokens, reported as tokens/s, MFU against the H100's 989 TFLOP/s dense bf16 peak, and the memory planned up front.
 //
-//   build/bench/dytrain_bench_train [CONFIG.yaml ...] [--steps N] [--warmup N]
-//   (default: configs/bench/d768.yaml configs/bench/d1024.yaml configs/bench/d2048.yaml)
+//   build/bench/dytrain_bench_train [CONFIG.yaml ...] [--steps N] [--warmup N] [--set key=value ...]
+//   (default: configs/bench/d768.yaml configs/bench/d1024.yaml configs/bench/d2048.yaml; --set overrides a config key
+//   in every config, as the trainer's --set does: --set model.attention=flash measures the flash kernels)
 //
 // FLOPs per token as in trainer/train/flops.h (the count of ../shared/bench/torch_llama_dyt.py). Each step waits
 // for its loss and grad norm (as training does), so wall time per step is the time the GPU needs for it.
@@ -30,8 +31,8 @@ using namespace dytrain;
 // torch.compile on the project's H100 (issue 5), for the configs/bench shapes.
 const std::map<int, double> kTorchCompileTokS = {{768, 483.6e3}, {1024, 178.5e3}, {2048, 88.3e3}};
 
-int bench(const std::string& path, int warmup, int steps) {
-  const Config cfg = load_config(path);
+int bench(const std::string& path, const std::vector<std::string>& overrides, int warmup, int steps) {
+  const Config cfg = load_config(path, overrides);
   Mesh mesh = make_mesh(1);
   auto engine = make_engine("cuda", cfg, mesh);
   engine->init(cfg.train.seed);
@@ -65,10 +66,10 @@ int bench(const std::string& path, int warmup, int steps) {
   size_t free_bytes = 0, total_bytes = 0;
   cudaMemGetInfo(&free_bytes, &total_bytes);
   const auto ref = kTorchCompileTokS.find(cfg.model.dim);
-  std::printf("%-24s %6.0fM params  %6.1f ms/step  %8.1fK tok/s  MFU %5.1f%%  planned %6.2f GiB (device in use "
-              "%6.2f GiB)  loss %.3f",
-              path.c_str(), parameters / 1e6, step_ms, tok_s / 1e3, 100.0 * mfu, planned / double(1 << 30),
-              (total_bytes - free_bytes) / double(1 << 30), loss);
+  std::printf("%-24s %-12s %6.0fM params  %6.1f ms/step  %8.1fK tok/s  MFU %5.1f%%  planned %6.2f GiB (device in "
+              "use %6.2f GiB)  loss %.3f",
+              path.c_str(), cfg.model.attention.c_str(), parameters / 1e6, step_ms, tok_s / 1e3, 100.0 * mfu,
+              planned / double(1 << 30), (total_bytes - free_bytes) / double(1 << 30), loss);
   if (ref != kTorchCompileTokS.end())
     std::printf("  | torch.compile %.1fK tok/s (x%.2f)", ref->second / 1e3, tok_s / ref->second);
   std::printf("\n");
@@ -78,14 +79,16 @@ int bench(const std::string& path, int warmup, int steps) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> configs;
+  std::vector<std::string> configs, overrides;
   int warmup = 3, steps = 10;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if ((a == "--steps" || a == "--warmup") && i + 1 < argc) {
       (a == "--steps" ? steps : warmup) = std::atoi(argv[++i]);
+    } else if (a == "--set" && i + 1 < argc) {
+      overrides.push_back(argv[++i]);
     } else if (a.rfind("--", 0) == 0) {
-      std::fprintf(stderr, "usage: %s [CONFIG.yaml ...] [--steps N] [--warmup N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [CONFIG.yaml ...] [--steps N] [--warmup N] [--set key=value ...]\n", argv[0]);
       return 2;
     } else {
       configs.push_back(a);
@@ -100,7 +103,7 @@ int main(int argc, char** argv) {
   std::printf("training throughput, one GPU, median of %d steps after %d warm-up steps; MFU vs 989 TFLOP/s\n", steps,
               warmup);
   try {
-    for (const std::string& c : configs) bench(c, warmup, std::max(1, steps));
+    for (const std::string& c : configs) bench(c, overrides, warmup, std::max(1, steps));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
