@@ -12,7 +12,8 @@
 //   running sum of up to T terms with its rescalings and the final 1 / sum add at most (2 T + 8) u relative:
 //   e_p = 2 eps_s + (2 T + 8) u per side.
 // - out = sum_j p_j v_j: (e_p + T u) S_v per side (sum p = 1), so 2 (e_p + T u) S_v for the difference.
-// - lse against double: eps_s + (2 T + 8) u + u |lse| (the double reference has no error at this scale).
+// - lse against double: eps_s + (2 T + 8) u + 2 u |lse| (the final add, and the double reference's rounding to
+//   float; it has no other error at this scale).
 // - dS_j = p_j (dP_j - delta) sigma: dP has D u G of error, delta (a sum of out or of p dP) (e_p + T u + D u) G, and
 //   p its e_p against |dP - delta| <= 2 G, so |dS error| <= sigma G p_j e_ds with e_ds = 3 e_p + (2 D + T) u.
 // - dq = sum_j dS_j k_j: sigma G S_k (e_ds + 2 T u) per side (sum_j |dS_j| <= 2 sigma G).
