@@ -81,6 +81,8 @@ struct Layout {
   // forward: Q, K, V, S, P, O; dK dV and dQ kernels: K, V, Q, dO, S, dP, P, dS, lse, delta
   static constexpr size_t kForwardBytes = 3 * kTileX + kTileS + kTileP + kTileO;
   static constexpr size_t kBackwardBytes = 4 * kTileX + 2 * kTileS + 2 * kTileP + 2 * kRowStats;
+  // sm_90 gives a CTA at most 227 KiB of shared memory (opted in per kernel by allow_shared_bytes).
+  static_assert(kForwardBytes <= 227 * 1024 && kBackwardBytes <= 227 * 1024, "tiles exceed sm_90 shared memory");
 };
 
 // --- device helpers -----------------------------------------------------------------------------------------------
