@@ -89,10 +89,16 @@ TEST(ConfigPresets, TinyRecipeIsTheQuickStart) {
   EXPECT_EQ(cfg.train.seq_len, 128);
   EXPECT_EQ(cfg.train.max_steps, 300);
   EXPECT_EQ(cfg.optim.warmup_steps, 30);
-  EXPECT_EQ(cfg.optim.lr, 1e-1);  // with eps 1e-2: the DyT recipe that learns at this size (the config explains)
-  EXPECT_EQ(cfg.optim.min_lr, 1e-2);
-  EXPECT_EQ(cfg.optim.eps, 1e-2);
-  EXPECT_EQ(cfg.optim.dyt_alpha.lr, 3e-3);
+  // The paper's optimizer, alpha at the base lr, with the width-aware init (the config explains).
+  EXPECT_EQ(cfg.optim.lr, 3e-3);
+  EXPECT_EQ(cfg.optim.min_lr, 3e-4);
+  EXPECT_EQ(cfg.optim.eps, 1e-8);
+  EXPECT_FALSE(cfg.optim.dyt_alpha.lr.has_value());
+  EXPECT_FALSE(cfg.optim.dyt_alpha.weight_decay);
+  EXPECT_EQ(cfg.optim.beta1, 0.9);
+  EXPECT_EQ(cfg.optim.beta2, 0.95);
+  EXPECT_EQ(cfg.model.init, "scaled_depth");
+  EXPECT_EQ(cfg.model.init_std, 0.02);
   EXPECT_EQ(cfg.train.log_every, 10);
   EXPECT_EQ(cfg.train.val_every, 100);
   EXPECT_EQ(cfg.train.val_batches, 8);

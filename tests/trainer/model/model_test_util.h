@@ -10,8 +10,9 @@
 
 namespace dytrain::testing {
 
-// 2 layers, 4 query heads, the paper's separate alpha0 per site (1.0 attn, 0.5 ffn, 0.7 final). init_std 0.2, larger
-// than LLaMA's 0.02, so every branch contributes visibly to the loss and its gradient.
+// 2 layers, 4 query heads, the paper's separate alpha0 per site (1.0 attn, 0.5 ffn, 0.7 final). A fixed init of std
+// 0.2, larger than LLaMA's 0.02, so every branch contributes visibly to the loss and its gradient (the width-aware
+// default would scale it by sqrt(4096 / fan_in), ~16x at width 16, and saturate everything).
 inline ModelConfig tiny_model(NormKind norm, bool bias, bool tie, int kv_heads) {
   ModelConfig m;
   m.vocab_size = 37;
@@ -27,6 +28,7 @@ inline ModelConfig tiny_model(NormKind norm, bool bias, bool tie, int kv_heads) 
   m.alpha_attn = 1.0;
   m.alpha_ffn = 0.5;
   m.alpha_final = 0.7;
+  m.init = "fixed";
   m.init_std = 0.2;
   return m;
 }

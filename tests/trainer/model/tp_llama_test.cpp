@@ -26,6 +26,7 @@ ModelConfig config(int tp, bool tie) {
   m.dyt_bias = true;
   m.tie_embeddings = tie;
   m.alpha_ffn = 0.5;
+  m.init = "fixed";
   m.init_std = 0.2;  // larger than 0.02 so every branch moves the loss visibly
   return m;
 }

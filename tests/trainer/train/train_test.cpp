@@ -32,7 +32,7 @@ class TrainTest : public ::testing::Test {
     // Byte-level tokens (vocab 256) of real English text; a model small enough to train in seconds on 2 cores.
     std::ofstream(dir_ / "tiny.yaml") << "model:\n"
                                         "  vocab_size: 256\n  dim: 32\n  n_layers: 2\n  n_heads: 4\n"
-                                        "  n_kv_heads: 2\n  ffn_dim: 64\n  max_seq_len: 64\n"
+                                        "  n_kv_heads: 2\n  ffn_dim: 64\n  max_seq_len: 64\n  init: fixed\n"
                                         "optim:\n  lr: 0.003\n  min_lr: 0.0003\n  warmup_steps: 5\n"
                                         "data:\n  train: " << data << "text_bytes_train.bin\n"
                                         "  val: " << data << "text_bytes_val.bin\n"
