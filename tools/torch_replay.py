@@ -18,9 +18,10 @@ model, backward, clip, AdamW with dytrain's parameter groups, lr schedule), not 
    by more than --tolerance (relative).
 
 Expected agreement (fp32 on CPU, the tiny recipe, measured): ~1e-7 relative for the first 50-150 steps; after that
-the two drift apart chaotically (rounding differences amplified by training): 1e-3 by step 300 with the quick start's
-optimizer, 3% with eps 1e-8 at lr 3e-3, where every site saturates. A real difference (a wrong gradient, a group
-decayed that should not be, a schedule off by one step) shows at steps 1-3.
+the two drift apart chaotically (rounding differences amplified by training): 1e-3 by step 300 with the former
+quick-start optimizer (eps 1e-2, lr 0.1, fixed init), 3% with eps 1e-8 at lr 3e-3 and the fixed init, where every
+site saturates. A real difference (a wrong gradient, a group decayed that should not be, a schedule off by one step)
+shows at steps 1-3.
 Runs on one process (dp = tp = 1) on the CPU; dytrain's CPU build is fp32 throughout, like the replay.
 Needs Debian's PyTorch and PyYAML: apt-get install python3-torch python3-yaml; run with /usr/bin/python3.
 """

@@ -5,9 +5,9 @@
 // every element-wise step (masking, the softmax, the rescaling of an output row) runs on tiles staged in shared
 // memory: a warp stores its score fragments as an fp32 (16, 64) block, works on it row by row, and writes P or dS back
 // as bf16 for the next MMA. A warp owns 16 rows of each tile it works on (flash_attention_tiles.h), so between its
-// own MMAs and row passes a __syncwarp is enough; __syncthreads guards only the tiles all four warps read (K, V in the
-// forward and in the dQ kernel, P and dS in the dK, dV kernel). Tiles are 64 x 64 (query x key) with D = 64 or 128
-// columns; shared rows are padded (8 bf16, 4 fp32) so that every fragment pointer stays 32-byte aligned.
+// own MMAs and row passes a __syncwarp is enough; __syncthreads guards the tiles all four warps read (K, V in the
+// forward and in the dQ kernel; Q, dO rows, P and dS in the dK, dV kernel). Tiles are 64 x 64 (query x key) with
+// D = 64 or 128 columns; shared rows are padded (8 bf16, 4 fp32) so that every fragment pointer stays 32-byte aligned.
 //
 // Forward, a CTA per (b, h, query tile), the last query tiles (the longest, causal) launched first: Q stays in
 // shared memory; for each visited key tile (flash::key_block_end): S = Q K^T (fp32), then per row, two lanes per row
@@ -448,6 +448,8 @@ __global__ void __launch_bounds__(kThreads)
 
 // --- launchers ----------------------------------------------------------------------------------------------------
 
+// The attribute is set once per kernel instantiation (a process drives one device): a host call per launch, three
+// per layer and step, would only add overhead. The function-local static's initialization is thread-safe.
 template <class Kernel>
 void allow_shared_bytes(Kernel kernel, size_t bytes) {
   DYTRAIN_CUDA_CHECK(
@@ -455,10 +457,21 @@ void allow_shared_bytes(Kernel kernel, size_t bytes) {
 }
 
 template <int D>
+void allow_shared_bytes_once() {
+  static const bool done = [] {
+    allow_shared_bytes(flash_forward_kernel<D>, Layout<D>::kForwardBytes);
+    allow_shared_bytes(flash_backward_kv_kernel<D>, Layout<D>::kBackwardBytes);
+    allow_shared_bytes(flash_backward_q_kernel<D>, Layout<D>::kBackwardBytes);
+    return true;
+  }();
+  (void)done;
+}
+
+template <int D>
 void launch_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int64_t ld, int B, int T,
                     int Hq, int Hkv, float scale, cudaStream_t stream) {
   constexpr size_t bytes = Layout<D>::kForwardBytes;
-  allow_shared_bytes(flash_forward_kernel<D>, bytes);
+  allow_shared_bytes_once<D>();
   const dim3 grid(static_cast<unsigned>(B * Hq), static_cast<unsigned>(flash::block_count(T, kBlockQ)));
   flash_forward_kernel<D><<<grid, kThreads, bytes, stream>>>(out, lse, q, k, v, ld, T, Hq, Hkv, scale);
   DYTRAIN_CUDA_CHECK(cudaGetLastError());
@@ -473,8 +486,7 @@ void launch_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16*
                                                                                                     B, T, Hq, D);
   DYTRAIN_CUDA_CHECK(cudaGetLastError());
   constexpr size_t bytes = Layout<D>::kBackwardBytes;
-  allow_shared_bytes(flash_backward_kv_kernel<D>, bytes);
-  allow_shared_bytes(flash_backward_q_kernel<D>, bytes);
+  allow_shared_bytes_once<D>();
   const dim3 kv_grid(static_cast<unsigned>(B * Hkv), static_cast<unsigned>(flash::block_count(T, kBlockK)));
   flash_backward_kv_kernel<D><<<kv_grid, kThreads, bytes, stream>>>(dk, dv, q, k, v, dout, lse, delta, ld, T, Hq, Hkv,
                                                                      scale);

@@ -40,7 +40,8 @@ study() {
   echo "dyt_depth_c0156 128 1 $depth --set model.init_std=0.0156"
   echo "dyt_depth_c025 128 1 $depth --set model.init_std=0.025"
   # The official code's weight decay on alpha, the DyT weights and embed_scale (dytrain's groups have none).
-  echo "dyt_scaled_wdall 128 1 $scaled --set optim.dyt_alpha.weight_decay=true --set optim.dyt_gamma_beta.weight_decay=true --set optim.embed_scale.weight_decay=true"
+  local wd="--set optim.dyt_alpha.weight_decay=true --set optim.dyt_gamma_beta.weight_decay=true"
+  echo "dyt_scaled_wdall 128 1 $scaled $wd --set optim.embed_scale.weight_decay=true"
   # alpha0 against the init (the sweep's question; here only to see whether the init choice depends on it).
   echo "dyt_scaled_a05f05 128 1 $scaled $a05"
   echo "dyt_scaled_c0156_a05 128 1 $scaled --set model.init_std=0.0156 $a05"

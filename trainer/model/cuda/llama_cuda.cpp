@@ -219,6 +219,9 @@ void LlamaModelCuda::norm_forward(bf16* y, float* rstd, bf16* x, const bf16* res
   const int C = cfg.dim;
   float* P = params_;
   cpu::SiteMoments* m = moments ? moments_ + site : nullptr;
+  // The *_residual_forward kernels take (in-place residual, branch); here x, the summed branch, is the in-place
+  // operand and the old residual the other, on purpose: the sum is the same (one fp32 add, one rounding) and the
+  // completed stream must land in x, which the backward pass reads, while the old residual stays intact.
   if (cfg.norm == NormKind::rmsnorm) {
     if (residual)
       cuda::rmsnorm_residual_forward(y, rstd, x, residual, P + s.weight, float(cfg.rms_eps), N, C, m, workspace_,

@@ -51,7 +51,7 @@ float LlamaModelCuda::forward(const int32_t* tokens, int B, int T, cpu::SiteMome
   const float* scale = layout_.embed_scale >= 0 ? P + layout_.embed_scale : one_;
   cuda::embedding_forward(x_[0], inputs_, W + layout_.embed, scale, BT, int(C), layout_.vocab_begin, V, stream_);
   tp_sum(x_[0], BT * C);  // reduce_from_tp_region forward: each token's row comes from the rank that holds it
-  // One rank adds the residual in the o and down GEMMs' epilogue. Under tensor parallelism those GEMMs give partial
+  // Without tensor parallelism the o and down GEMMs' epilogue adds the residual. Under it those GEMMs give partial
   // branch outputs; the tp sum completes the branch, and the norm that reads the new residual next adds the old one
   // to it (its fused residual kernel: one rounding at the residual's scale, as the epilogue). Added to one rank's
   // partial before the sum, the large residual would be rounded again at every hop of NCCL's ring and swamp small
