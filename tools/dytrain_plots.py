@@ -5,9 +5,9 @@
   dytrain_plots.py sweep SWEEP_DIR  SWEEP_DIR/report/heatmap_<panel>.png (from report/cells.csv) and
                                     SWEEP_DIR/report/alpha_inv_std/<point>.png for every point (report/points.csv)
 
-A heatmap shows per cell the mean loss over its finished seeds, "mean ±h" (half the range) where two or more seeds
-finished, the best cell boxed in solid red and the cells within the panel's seed spread of the best in dashed red
-(the report computes both; the plot only draws them).
+A heatmap shows per cell the mean of the loss that ranks the panel (cells.csv rank_loss) over the finished seeds
+that logged it, "mean ±h" (half their range) where two or more did, the best cell boxed in solid red and the cells
+within the panel's seed spread of the best in dashed red (the report computes all of these; the plot only draws them).
 
 Design decisions: the standard library reads metrics.jsonl (json) and the CSVs (csv), so matplotlib is the only
 dependency (Debian: python3-matplotlib); the Agg backend draws without a display; each PNG is written under a
@@ -166,10 +166,10 @@ def heatmap(path, panel, cells, statuses):
     label a cell none of whose seeds finished."""
     aa = sorted({float(c["alpha_attn"]) for c in cells})
     af = sorted({float(c["alpha_ffn"]) for c in cells})
-    # Colour by val when every cell with a finished seed has a val mean, as the report ranks by val when every
-    # finished seed logged one.
-    use_val = all(c["val_mean"] for c in cells if int(c["n_seeds"]) > 0)
-    key = "val_mean" if use_val else "train_mean"
+    # Colour by the loss the report ranked the panel by (rank_loss, the same in every row of it), so that the plot
+    # and the report cannot disagree on the best cell.
+    loss = cells[0]["rank_loss"]
+    key = loss + "_mean"
     grid = [[float("nan")] * len(af) for _ in aa]
     labels = [[""] * len(af) for _ in aa]
     best, within = None, []
@@ -178,8 +178,8 @@ def heatmap(path, panel, cells, statuses):
         if int(c["n_seeds"]) > 0 and c[key]:
             grid[i][j] = float(c[key])
             labels[i][j] = f"{grid[i][j]:.3f}"
-            if use_val and int(c["n_seeds"]) >= 2:
-                labels[i][j] += f"\n±{(float(c['val_max']) - float(c['val_min'])) / 2:.3f}"
+            if int(c["n_seeds"]) >= 2:
+                labels[i][j] += f"\n±{(float(c[loss + '_max']) - float(c[loss + '_min'])) / 2:.3f}"
             if c["n_seeds"] != c["n_points"]:
                 labels[i][j] += f"\n({c['n_seeds']} of {c['n_points']} seeds)"
         else:
@@ -207,7 +207,7 @@ def heatmap(path, panel, cells, statuses):
     ax.set_xlabel("alpha_ffn (and alpha_final)")
     ax.set_ylabel("alpha_attn")
     seeds = max(int(c["n_points"]) for c in cells)
-    title = f"{panel}: {'val' if use_val else 'train'} loss"
+    title = f"{panel}: {loss} loss"
     if seeds > 1:
         title += "\nmean over seeds ±h; dashed: within the seed spread of the best"
     ax.set_title(title, fontsize=10 if seeds == 1 else 8)

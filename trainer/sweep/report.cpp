@@ -48,7 +48,8 @@ std::optional<double> mean_of(const std::optional<LossRange>& r) {
 std::string seeds_text(int n) { return fmt::format("{} seed{}", n, n == 1 ? "" : "s"); }
 
 // A cell of one run keeps the text of that run. Several seeds: the means over the finished seeds, +- half the range
-// of the ranking loss after it, how many seeds the means hold, and how many of the others ended how.
+// of the ranking loss after it, how many seeds that range holds (its spread needs two), and how many of the others
+// ended how.
 std::string cell_text(const CellResult& c, bool by_val) {
   if (c.points.size() == 1) return cell(*c.points[0]);
   std::map<std::string, int> left_out;
@@ -59,9 +60,11 @@ std::string cell_text(const CellResult& c, bool by_val) {
     missing += fmt::format("{}{} of {} {}", missing.empty() ? "" : "; ", n, seeds_text(int(c.points.size())), status);
   if (c.n_finished == 0) return missing;
   const auto& r = rank_range(c, by_val);
-  const std::string pm = c.n_finished >= 2 && r ? fmt::format(" ± {:.4f}", (r->max - r->min) / 2) : "";
+  const std::string pm = r && r->n >= 2 ? fmt::format(" ± {:.4f}", (r->max - r->min) / 2) : "";
+  // No seed with the ranking loss (it logged only the other one): the count is of the seeds the shown mean holds.
+  const int n = r ? r->n : c.n_finished;
   return loss_text(mean_of(c.train)) + (by_val ? "" : pm) + " / " + loss_text(mean_of(c.val)) + (by_val ? pm : "") +
-         " (" + seeds_text(c.n_finished) + (missing.empty() ? "" : "; " + missing) + ")";
+         " (" + seeds_text(n) + (missing.empty() ? "" : "; " + missing) + ")";
 }
 
 std::string point_names(const CellResult& c) {
@@ -107,11 +110,15 @@ void panel_table(std::ostringstream& s, const std::vector<const CellResult*>& pa
 void best_line(std::ostringstream& s, const PanelNoise& noise) {
   const CellResult* b = noise.best;
   if (!b) return;
-  const int n = b->n_finished;
-  s << fmt::format("\nBest: {} ({} loss {:.4f}{}).", alphas_text(*b), noise.by_val ? "val" : "train",
-                   rank_range(*b, noise.by_val)->mean, n >= 2 ? fmt::format(", mean of {} seeds", n) : "");
+  const char* loss = noise.by_val ? "val" : "train";
+  const LossRange& r = *rank_range(*b, noise.by_val);
+  s << fmt::format("\nBest: {} ({} loss {:.4f}{}).", alphas_text(*b), loss, r.mean,
+                   r.n >= 2 ? fmt::format(", mean of {} seeds", r.n) : "");
+  // Covers one seed per cell as well as cells whose other seeds diverged, failed, did not finish or lack the loss.
   if (!noise.spread) {
-    s << " One seed per cell: the run-to-run spread is not measured; differences below it cannot be judged.\n";
+    s << fmt::format(" No cell has two seeds finished with a {} loss: the run-to-run spread is not measured; "
+                     "differences below it cannot be judged.\n",
+                     loss);
     return;
   }
   const std::string seeds = noise.min_seeds == noise.max_seeds ? std::to_string(noise.min_seeds)
@@ -148,6 +155,7 @@ struct WidthBest {
   int width;
   const CellResult* best;
   bool edge;                     // alpha_attn or alpha_ffn at the edge of its swept range
+  int seeds;                     // the seeds of its ranking loss's range
   std::optional<double> spread;  // the seed spread of the best cell's panel
 };
 
@@ -160,14 +168,16 @@ std::vector<WidthBest> best_per_width(const std::vector<CellResult>& cells) {
   const auto noise = noise_per_panel(cells);
   for (int w : widths) {
     const auto cands = select_cells(cells, [&](const CellResult& c) { return c.norm == "dyt" && c.width == w; });
-    const CellResult* b = panel_noise(cands).best;
+    const PanelNoise n = panel_noise(cands);
+    const CellResult* b = n.best;
     if (!b) continue;
     std::set<double> aa, af;
     for (const auto* c : cands) {
       aa.insert(c->alpha_attn);
       af.insert(c->alpha_ffn);
     }
-    out.push_back({w, b, on_edge(b->alpha_attn, aa) || on_edge(b->alpha_ffn, af), noise.at(b->panel).spread});
+    out.push_back({w, b, on_edge(b->alpha_attn, aa) || on_edge(b->alpha_ffn, af), rank_range(*b, n.by_val)->n,
+                   noise.at(b->panel).spread});
   }
   return out;
 }
@@ -202,22 +212,26 @@ std::string points_csv(const std::vector<PointResult>& points) {
   return s;
 }
 
-// One row per cell (several seeds, or one): the means the tables show, the range of the validation loss, the best
-// cell of its panel and the cells within the seed spread of it, for the heatmaps and for scripts.
+std::string csv_min(const std::optional<LossRange>& r) { return csv_number(r ? std::optional(r->min) : std::nullopt); }
+std::string csv_max(const std::optional<LossRange>& r) { return csv_number(r ? std::optional(r->max) : std::nullopt); }
+
+// One row per cell (several seeds, or one): the means the tables show, the ranges of both losses, which of them
+// ranks the panel (the heatmap colours by it, so plot and report cannot disagree), the best cell of its panel and
+// the cells within the seed spread of it, for the heatmaps and for scripts. n_seeds is the n of the ranking range.
 std::string cells_csv(const std::vector<CellResult>& cells) {
   const auto noise = noise_per_panel(cells);
   std::string s =
-      "panel,width,norm,alpha_attn,alpha_ffn,alpha_final,beta2,eps,lr,n_seeds,n_points,train_mean,val_mean,val_min,"
-      "val_max,best,within_spread\n";
+      "panel,width,norm,alpha_attn,alpha_ffn,alpha_final,beta2,eps,lr,n_seeds,n_points,train_mean,val_mean,"
+      "train_min,train_max,val_min,val_max,rank_loss,best,within_spread\n";
   for (const auto& c : cells) {
     const PanelNoise& n = noise.at(c.panel);
-    s += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", c.panel, c.width, c.norm,
+    const auto& r = rank_range(c, n.by_val);
+    s += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", c.panel, c.width, c.norm,
                      format_number(c.alpha_attn), format_number(c.alpha_ffn), format_number(c.alpha_final),
-                     format_number(c.beta2), format_number(c.eps), format_number(c.lr), c.n_finished,
-                     c.points.size(), csv_number(mean_of(c.train)), csv_number(mean_of(c.val)),
-                     csv_number(c.val ? std::optional(c.val->min) : std::nullopt),
-                     csv_number(c.val ? std::optional(c.val->max) : std::nullopt), n.best == &c ? 1 : 0,
-                     is_within(n, &c) ? 1 : 0);
+                     format_number(c.beta2), format_number(c.eps), format_number(c.lr), r ? r->n : 0,
+                     c.points.size(), csv_number(mean_of(c.train)), csv_number(mean_of(c.val)), csv_min(c.train),
+                     csv_max(c.train), csv_min(c.val), csv_max(c.val), n.by_val ? "val" : "train",
+                     n.best == &c ? 1 : 0, is_within(n, &c) ? 1 : 0);
   }
   return s;
 }
@@ -298,7 +312,7 @@ std::string report_markdown(const std::vector<PointResult>& points, const Report
   for (const auto& b : best)
     s << fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {}{} |\n", b.width, format_number(b.best->alpha_attn),
                      format_number(b.best->alpha_ffn), format_number(b.best->beta2), loss_text(mean_of(b.best->train)),
-                     loss_text(mean_of(b.best->val)), b.best->n_finished,
+                     loss_text(mean_of(b.best->val)), b.seeds,
                      b.spread ? fmt::format("{:.4f}", *b.spread) : "-",
                      point_names(*b.best), b.edge ? " (at the edge of the grid: the optimum may lie outside)" : "");
 

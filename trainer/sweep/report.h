@@ -4,9 +4,12 @@
 //                           of the best (marked ≈), the best alphas per width and beta2, the power-law fit, and the
 //                           alpha-inv_std correlation of every run
 //   points.csv              one row per point: axes, status, losses (full precision, for scripts and the plots)
-//   cells.csv               one row per cell (the seeds of one point of the grid): panel, axes, n_seeds (finished,
-//                           the ones the means hold), n_points, train_mean, val_mean, val_min, val_max, best (0/1),
-//                           within_spread (0/1: not the best, mean within the panel's seed spread of the best's)
+//   cells.csv               one row per cell (the seeds of one point of the grid): panel, axes, n_seeds (the
+//                           finished seeds that logged the rank_loss: the ones its mean and range hold), n_points,
+//                           train_mean, val_mean, train_min, train_max, val_min, val_max (over the finished seeds
+//                           that logged that loss), rank_loss (val or train: the loss that ranks the cell's panel,
+//                           the same for every cell of it; the heatmap colours by it), best (0/1), within_spread
+//                           (0/1: not the best, mean within the panel's seed spread of the best's)
 //   alpha_inv_std_corr.csv  Pearson r of alpha with inv_std per run, layer and site
 //   alpha_fit.yaml          the fit, read by `dytrain sweep recommend` (only with two or more widths)
 //   heatmap_<panel>.png (from cells.csv), alpha_inv_std/<point>.png   when python3 with matplotlib is found (else a

@@ -14,7 +14,7 @@ constexpr double kLoggedPrecision = 1e-8;
 
 std::optional<LossRange> range_of(const std::vector<double>& xs) {
   if (xs.empty()) return std::nullopt;
-  LossRange r{0, xs[0], xs[0]};
+  LossRange r{0, xs[0], xs[0], int(xs.size())};
   for (double x : xs) {
     r.mean += x;
     r.min = std::min(r.min, x);
@@ -84,10 +84,10 @@ PanelNoise panel_noise(const std::vector<const CellResult*>& cells) {
     const auto& r = rank_range(*c, n.by_val);
     if (!r) continue;
     if (!n.best || r->mean < rank_range(*n.best, n.by_val)->mean) n.best = c;
-    if (c->n_finished < 2) continue;
+    if (r->n < 2) continue;
     n.spread = std::max(n.spread.value_or(0.0), r->max - r->min);
-    n.min_seeds = n.spread_cells ? std::min(n.min_seeds, c->n_finished) : c->n_finished;
-    n.max_seeds = std::max(n.max_seeds, c->n_finished);
+    n.min_seeds = n.spread_cells ? std::min(n.min_seeds, r->n) : r->n;
+    n.max_seeds = std::max(n.max_seeds, r->n);
     ++n.spread_cells;
   }
   if (!n.best || !n.spread) return n;

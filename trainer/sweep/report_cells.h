@@ -9,11 +9,12 @@
 //   mean +- h spans the seeds' [min, max]. With two or three seeds a range is all there is: a standard deviation of
 //   two values is the range over sqrt(2) and claims a precision two samples do not have.
 // - The seed spread of a panel is the largest max - min of the ranking loss over its cells with two or more
-//   finished seeds: the run-to-run noise, measured where the sweep measured it and taken at its worst, since a
-//   sweep that repeats seeds usually does so at a few cells only. A cell whose mean lies within that spread of the
-//   best cell's mean cannot be told apart from the best.
+//   finished seeds that logged it (a range of one sample is no spread): the run-to-run noise, measured where the
+//   sweep measured it and taken at its worst, since a sweep that repeats seeds usually does so at a few cells only.
+//   A cell whose mean lies within that spread of the best cell's mean cannot be told apart from the best.
 // - Cells rank by validation loss when every finished seed of the candidates logged one, else by train loss, as
-//   single points did before seeds were aggregated.
+//   single points did before seeds were aggregated. Every seed count the report shows is the n of the ranking
+//   loss's range: the seeds its mean and spread hold, not a finished seed that logged only the other loss.
 #pragma once
 #include <optional>
 #include <string>
@@ -25,6 +26,7 @@ namespace dytrain {
 
 struct LossRange {
   double mean = 0, min = 0, max = 0;
+  int n = 0;  // the seeds the range is taken over
 };
 
 struct CellResult {
@@ -52,9 +54,9 @@ const std::optional<LossRange>& rank_range(const CellResult& c, bool by_val);
 struct PanelNoise {
   bool by_val = true;
   const CellResult* best = nullptr;
-  std::optional<double> spread;        // nullopt: no cell has two finished seeds, the noise is not measured
-  int spread_cells = 0;                // cells with two or more finished seeds
-  int min_seeds = 0, max_seeds = 0;    // their finished seeds, fewest and most
+  std::optional<double> spread;        // nullopt: no cell has two seeds with the ranking loss, the noise is unmeasured
+  int spread_cells = 0;                // cells whose ranking range holds two or more seeds
+  int min_seeds = 0, max_seeds = 0;    // the n of those ranges, fewest and most
   std::vector<const CellResult*> within;  // cells other than the best whose mean is within the spread of its mean
 };
 PanelNoise panel_noise(const std::vector<const CellResult*>& cells);

@@ -27,16 +27,16 @@ namespace fs = std::filesystem;
 double best_attn(int w) { return 64.0 / w; }
 double best_ffn(int w) { return 4.0 / std::sqrt(double(w)); }
 
-// 8 lines, losses end + 0.01 * (7 - i), val_loss at lines 4 and 7 (end + 0.03 at the last), 2-layer sites. The
-// report's final train loss (mean of the last 5) is end + 0.02, its val loss end + 0.03.
-void write_point(const fs::path& dir, const Config& c, double end, const std::string& status) {
+// 8 lines, losses end + 0.01 * (7 - i), val_loss at lines 4 and 7 (end + 0.03 at the last) unless !with_val,
+// 2-layer sites. The report's final train loss (mean of the last 5) is end + 0.02, its val loss end + 0.03.
+void write_point(const fs::path& dir, const Config& c, double end, const std::string& status, bool with_val = true) {
   std::vector<StepMetrics> lines(8);
   for (int i = 0; i < 8; ++i) {
     StepMetrics& m = lines[i];
     m.step = 2 * (i + 1);
     m.loss = end + 0.01 * (7 - i);
-    if (i == 3) m.val_loss = end + 0.5;
-    if (i == 7) m.val_loss = end + 0.03;
+    if (with_val && i == 3) m.val_loss = end + 0.5;
+    if (with_val && i == 7) m.val_loss = end + 0.03;
     // Layer 0 attn: alpha = {1, 2, 3, 4, ...} against inv_std = {2, 1, 4, 3, ...}; the rest move together.
     const double x[8] = {1, 2, 3, 4, 5, 6, 7, 8}, y[8] = {2, 1, 4, 3, 6, 5, 8, 7};
     // Saturation grows to 0.25 at the attention site and stays below it elsewhere.
@@ -223,8 +223,8 @@ TEST_F(ReportTest, NoPointsIsAnInputError) {
 // Without repeated seeds the report says plainly that it cannot judge small differences, and marks nothing.
 TEST_F(ReportTest, OneSeedPerCellSaysTheSpreadIsNotMeasured) {
   const std::string md = report_text(sweep());
-  const std::string sentence =
-      "One seed per cell: the run-to-run spread is not measured; differences below it cannot be judged.";
+  const std::string sentence = "No cell has two seeds finished with a val loss: the run-to-run spread is not "
+                               "measured; differences below it cannot be judged.";
   size_t n = 0;
   for (size_t at = md.find(sentence); at != std::string::npos; at = md.find(sentence, at + 1)) ++n;
   EXPECT_EQ(n, 3u) << md;  // one per panel: widths 32, 64, 128
@@ -314,7 +314,7 @@ TEST_F(SeedReportTest, MarksExactlyTheCellsWithinTheSpreadOfTheBest) {
                     "(+0.0100); alpha_attn 2, alpha_ffn 1 (+0.0700).\n"),
             std::string::npos)
       << md;
-  EXPECT_EQ(md.find("One seed per cell"), std::string::npos);
+  EXPECT_EQ(md.find("No cell has two seeds"), std::string::npos);
 }
 
 TEST_F(SeedReportTest, ADivergedSeedIsLeftOutOfTheMeanAndNamed) {
@@ -390,6 +390,113 @@ TEST_F(SeedReportTest, CellsCsvHoldsOneRowPerCell) {
     EXPECT_EQ(std::stoi(c.at("best")), w.best) << w.key;
     EXPECT_EQ(std::stoi(c.at("within_spread")), w.within) << w.key;
   }
+}
+
+// A panel where one seed of one cell logged no val loss ranks by train loss: cells.csv says so in rank_loss for every
+// cell of the panel and holds the train ranges the heatmap's ±h is drawn from. The val means alone cannot tell: every
+// cell still has one (the old plot rule coloured such a panel by val while the report ranked it by train).
+TEST_F(SeedReportTest, APanelWithASeedWithoutValRanksByTrainInCellsCsv) {
+  Config c = load_config(dir_.file("base.yaml"));
+  c.model.dim = 64;
+  c.model.alpha_attn = 2;
+  c.model.alpha_ffn = c.model.alpha_final = 0.5;
+  c.train.seed = 2;
+  write_point(dir_.path() / "sweep" / "w64_aa2_af0.5_s2", c, 3.30 - 0.03, "done", /*with_val=*/false);
+  const std::string md = report_text(sweep());
+  EXPECT_NE(md.find("Best: alpha_attn 1, alpha_ffn 1 (train loss 3.0100, mean of 2 seeds)."), std::string::npos)
+      << md;
+  const auto cells = read_cells_csv(sweep());
+  ASSERT_EQ(cells.size(), 6u);
+  for (const auto& [key, row] : cells) {
+    EXPECT_EQ(row.at("rank_loss"), "train") << key;
+    EXPECT_FALSE(row.at("val_mean").empty()) << key;
+  }
+  // (1, 1): train = val - 0.01 per seed; (2, 0.5): train 3.19 and 3.29 (the seed without val), val 3.20 alone.
+  EXPECT_NEAR(std::stod(cells.at("1/1").at("train_min")), 2.99, 1e-8);
+  EXPECT_NEAR(std::stod(cells.at("1/1").at("train_max")), 3.03, 1e-8);
+  const auto& mixed = cells.at("2/0.5");
+  EXPECT_EQ(mixed.at("n_seeds"), "2");
+  EXPECT_NEAR(std::stod(mixed.at("train_min")), 3.19, 1e-8);
+  EXPECT_NEAR(std::stod(mixed.at("train_max")), 3.29, 1e-8);
+  EXPECT_NEAR(std::stod(mixed.at("val_min")), 3.20, 1e-8);
+  EXPECT_NEAR(std::stod(mixed.at("val_max")), 3.20, 1e-8);
+  // Without the seed the panel ranks by val.
+  fs::remove_all(dir_.path() / "sweep" / "w64_aa2_af0.5_s2");
+  report_text(sweep());
+  EXPECT_EQ(read_cells_csv(sweep()).at("1/1").at("rank_loss"), "val");
+}
+
+// Seed counts and the spread come from the seeds that logged the ranking loss, not from every finished seed. Cell 1
+// has two finished seeds, one with only a train loss and one with only a val loss: the panel ranks by train (a seed
+// lacks val), and its train range holds one sample, which is no spread, so no spread is measured and the cell counts
+// one seed.
+TEST(ReportSeeds, TheSpreadNeedsTwoSeedsWithTheRankingLoss) {
+  std::vector<PointResult> points(3);
+  for (size_t i = 0; i < points.size(); ++i) {
+    points[i].name = fmt::format("p{}", i);
+    points[i].status = "done";
+    points[i].norm = "dyt";
+    points[i].width = 64;
+    points[i].panel = "w64";
+    points[i].seed = i;
+  }
+  points[0].alpha_attn = points[1].alpha_attn = 1;
+  points[0].train_loss = 3.0;
+  points[1].val_loss = 3.1;
+  points[2].alpha_attn = 2;
+  points[2].train_loss = 3.2;
+  points[2].val_loss = 3.3;
+  const auto cells = group_cells(points);
+  ASSERT_EQ(cells.size(), 2u);
+  EXPECT_EQ(cells[0].n_finished, 2);
+  ASSERT_TRUE(cells[0].train && cells[0].val);
+  EXPECT_EQ(cells[0].train->n, 1);
+  EXPECT_EQ(cells[0].val->n, 1);
+  const PanelNoise n = panel_noise({&cells[0], &cells[1]});
+  EXPECT_FALSE(n.by_val);
+  EXPECT_EQ(n.best, &cells[0]);
+  EXPECT_FALSE(n.spread) << *n.spread;
+  EXPECT_EQ(n.spread_cells, 0);
+  EXPECT_TRUE(n.within.empty());
+  ReportOptions opt;
+  opt.sweep_dir = "sweep";
+  const std::string md = report_markdown(points, opt);
+  EXPECT_NE(md.find("| **3.0000 / 3.1000 (1 seed)** |"), std::string::npos) << md;
+  EXPECT_NE(md.find("Best: alpha_attn 1, alpha_ffn 0 (train loss 3.0000). No cell has two seeds finished with a "
+                    "train loss: the run-to-run spread is not measured; differences below it cannot be judged.\n"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| 64 | 1 | 0 | 0 | 3.0000 | 3.1000 | 1 | - | p0, p1 |"), std::string::npos) << md;
+}
+
+// Cells with several seeds of which at most one finished measure no spread either: (1, 1) one done seed and one
+// diverged, (2, 1) both diverged, named as such and left out of the ranking.
+TEST(ReportSeeds, AtMostOneFinishedSeedPerCellSaysTheSpreadIsNotMeasured) {
+  testing::TempDir dir;
+  testing::write_text(dir.file("base.yaml"), testing::tiny_base_yaml());
+  Config c = load_config(dir.file("base.yaml"));
+  c.model.dim = 64;
+  c.model.alpha_ffn = c.model.alpha_final = 1;
+  for (double aa : {1.0, 2.0})
+    for (int s : {1, 2}) {
+      c.model.alpha_attn = aa;
+      c.train.seed = s;
+      write_point(dir.path() / "sweep" / fmt::format("w64_aa{}_s{}", aa, s), c, 3.0 + aa / 10,
+                  aa == 1 && s == 1 ? "done" : "diverged");
+    }
+  const std::string md = report_text(dir.file("sweep"));
+  EXPECT_NE(md.find("| **3.1200 / 3.1300 (1 seed; 1 of 2 seeds diverged)** |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 2 | 2 of 2 seeds diverged |"), std::string::npos) << md;
+  EXPECT_NE(md.find("Best: alpha_attn 1, alpha_ffn 1 (val loss 3.1300). No cell has two seeds finished with a val "
+                    "loss: the run-to-run spread is not measured; differences below it cannot be judged.\n"),
+            std::string::npos)
+      << md;
+  EXPECT_EQ(md.find("One seed per cell"), std::string::npos) << md;
+  const auto cells = read_cells_csv(dir.file("sweep"));
+  EXPECT_EQ(cells.at("2/1").at("n_seeds"), "0");
+  EXPECT_EQ(cells.at("2/1").at("n_points"), "2");
+  EXPECT_EQ(cells.at("2/1").at("val_mean"), "");
+  EXPECT_EQ(cells.at("2/1").at("best"), "0");
 }
 
 // The fit takes each width's best cell by mean. At every width the cell (64 / w, 4 / sqrt(w)) has the best mean
