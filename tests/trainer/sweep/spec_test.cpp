@@ -261,6 +261,24 @@ TEST(SweepSpecShipped, AlphaWidthsExpands) {
   EXPECT_GT(s.points.size(), 100u);
 }
 
+TEST(SweepSpecShipped, AlphaWidthsCpuIsTheInitStudysShapeAndRecipe) {
+  const SweepSpec s = load_sweep_spec(std::string(DYTRAIN_SOURCE_DIR) + "/configs/sweeps/alpha_widths_cpu.yaml");
+  ASSERT_EQ(s.points.size(), 41u);  // 4 x 4 cells at widths 64 and 128, 3 x 3 at width 256
+  for (const auto& p : s.points) {
+    const Config c = load_config(s.base, p.overrides);
+    // docs/results/2026-12-06-init-choice-cpu's runs: head_dim 32, GQA 2:1, 4 layers, 200 steps, paper optimizer.
+    EXPECT_EQ(c.model.head_dim(), 32) << p.name;
+    EXPECT_EQ(c.model.kv_heads(), c.model.n_heads / 2) << p.name;
+    EXPECT_EQ(c.model.n_layers, 4) << p.name;
+    EXPECT_EQ(c.model.init, "scaled_depth") << p.name;
+    EXPECT_EQ(c.train.max_steps, 200) << p.name;
+    EXPECT_EQ(c.train.seed, 1u) << p.name;
+    EXPECT_EQ(c.optim.eps, 1e-8) << p.name;
+    EXPECT_EQ(c.optim.lr, 3e-3) << p.name;
+    EXPECT_FALSE(c.optim.dyt_alpha.lr.has_value()) << p.name;
+  }
+}
+
 TEST(SweepSpecShipped, AlphaWidthsGpuHas27DytPointsAndThreeBaselines) {
   const SweepSpec s = load_sweep_spec(std::string(DYTRAIN_SOURCE_DIR) + "/configs/sweeps/alpha_widths_gpu.yaml");
   ASSERT_EQ(s.points.size(), 30u);
