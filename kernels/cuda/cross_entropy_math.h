@@ -4,11 +4,7 @@
 #pragma once
 #include <math.h>
 
-#ifdef __CUDACC__
-#define DYTRAIN_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define DYTRAIN_HOST_DEVICE inline
-#endif
+#include "kernels/cuda/host_device.h"
 
 namespace dytrain::cuda::ce_math {
 

@@ -159,7 +159,26 @@ __device__ __forceinline__ void store_warp_rows(bf16* dst, int64_t ld, int rows_
 
 // --- kernels ------------------------------------------------------------------------------------------------------
 
-// grid (B * Hq, query tiles): blockIdx.x = b * Hq + h; query tile = last - blockIdx.y.
+// Where a CTA of the query-tile kernels (forward, dQ) works. Their grid is (B * Hq, query tiles): blockIdx.x =
+// b * Hq + h, query tile = last - blockIdx.y (the longest tiles, causal, first).
+struct QueryTileCta {
+  int b, h, hk;         // batch row, query head, its kv head
+  int qb, q0;           // query tile and its first token
+  int warp, lane, warp_row0;
+  int64_t token0;       // token row of (b, 0)
+
+  __device__ QueryTileCta(int T, int Hq, int Hkv)
+      : b(blockIdx.x / Hq),
+        h(blockIdx.x % Hq),
+        hk(h / (Hq / Hkv)),
+        qb(gridDim.y - 1 - blockIdx.y),
+        q0(qb * kBlockQ),
+        warp(threadIdx.x / 32),
+        lane(threadIdx.x % 32),
+        warp_row0(warp * kWarpRows),
+        token0(static_cast<int64_t>(b) * T) {}
+};
+
 template <int D>
 __global__ void __launch_bounds__(kThreads)
     flash_forward_kernel(bf16* __restrict__ out, float* __restrict__ lse, const bf16* __restrict__ q,
@@ -174,18 +193,11 @@ __global__ void __launch_bounds__(kThreads)
   bf16* ps = reinterpret_cast<bf16*>(smem + 3 * L::kTileX + L::kTileS);
   float* os = reinterpret_cast<float*>(smem + 3 * L::kTileX + L::kTileS + L::kTileP);
 
-  const int b = blockIdx.x / Hq;
-  const int h = blockIdx.x % Hq;
-  const int hk = h / (Hq / Hkv);
-  const int qb = gridDim.y - 1 - blockIdx.y;
-  const int q0 = qb * kBlockQ;
-  const int warp = threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  const int warp_row0 = warp * kWarpRows;
+  const QueryTileCta cta(T, Hq, Hkv);
+  const auto [b, h, hk, qb, q0, warp, lane, warp_row0, token0] = cta;
   const int row = warp_row0 + lane / kLanesPerRow;  // this lane's tile row in the row passes
   const int seg = lane % kLanesPerRow;               // and its half of the columns
   const int t = q0 + row;
-  const int64_t token0 = static_cast<int64_t>(b) * T;  // token row of (b, 0)
 
   load_tile<D>(qs, L::kPitchX, q + (token0 + q0) * ld + h * D, ld, T - q0);
   for (int i = threadIdx.x; i < kBlockQ * L::kPitchO; i += kThreads) os[i] = 0.0f;
@@ -395,7 +407,7 @@ __global__ void __launch_bounds__(kThreads)
   store_warp_rows<D>(dk + (token0 + k0) * ld + hk * D, ld, T - k0, dk_acc, stage, warp_row0, lane);
 }
 
-// grid (B * Hq, query tiles): blockIdx.x = b * Hq + h; query tile = last - blockIdx.y.
+// grid: QueryTileCta's.
 template <int D>
 __global__ void __launch_bounds__(kThreads)
     flash_backward_q_kernel(bf16* __restrict__ dq, const bf16* __restrict__ q, const bf16* __restrict__ k,
@@ -404,15 +416,8 @@ __global__ void __launch_bounds__(kThreads)
   using L = Layout<D>;
   extern __shared__ __align__(128) unsigned char smem[];
   BackwardTiles<D> tiles(smem);
-  const int b = blockIdx.x / Hq;
-  const int h = blockIdx.x % Hq;
-  const int hk = h / (Hq / Hkv);
-  const int qb = gridDim.y - 1 - blockIdx.y;
-  const int q0 = qb * kBlockQ;
-  const int warp = threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  const int warp_row0 = warp * kWarpRows;
-  const int64_t token0 = static_cast<int64_t>(b) * T;
+  const QueryTileCta cta(T, Hq, Hkv);
+  const auto [b, h, hk, qb, q0, warp, lane, warp_row0, token0] = cta;
 
   tiles.load_queries(q, dout, lse, delta, ld, token0, b, h, Hq, T, q0);
   FragC dq_acc[D / 16];

@@ -41,7 +41,8 @@ for name in sorted(os.listdir(runs)):
         stats[kind]["r"] = sum(rs) / len(rs)
     rows[(int(w), recipe)].append(dict(seed=seed, val=val, **{k: v for k, v in stats.items()}))
 
-print("| width | recipe | seeds | val loss (mean, spread) | sat attn / ffn / final | alpha attn / ffn / final (step 200) | r(alpha, inv_std) attn / ffn / final |")
+print("| width | recipe | seeds | val loss (mean, spread) | sat attn / ffn / final | "
+      "alpha attn / ffn / final (step 200) | r(alpha, inv_std) attn / ffn / final |")
 print("|---|---|---|---|---|---|---|")
 for (w, recipe), rs in sorted(rows.items()):
     vals = [r["val"] for r in rs]
