@@ -21,7 +21,8 @@ namespace {
 namespace fs = std::filesystem;
 
 // Axis keys in grid order (outermost first), which is also the order of their parts in a point name.
-const char* const kAxes[] = {"width", "norm", "alpha_attn", "alpha_ffn", "alpha_final", "beta2", "eps", "lr", "seed"};
+const char* const kAxes[] = {"width", "norm", "alpha_attn", "alpha_ffn", "alpha_final", "alpha_calib_c", "beta2",
+                             "eps",   "lr",   "seed"};
 
 class SpecReader {
  public:
@@ -99,6 +100,7 @@ class SpecReader {
       if (key == "alpha_attn") axes->alpha_attn = x;
       if (key == "alpha_ffn") axes->alpha_ffn = x;
       if (key == "alpha_final") axes->alpha_final = x;
+      if (key == "alpha_calib_c") axes->alpha_calib_c = x;
       if (key == "beta2") axes->beta2 = x;
       if (key == "eps") axes->eps = x;
       if (key == "lr") axes->lr = x;
@@ -195,6 +197,10 @@ std::vector<std::string> point_overrides(const SweepSpec& spec, const Config& ba
   if (a.alpha_ffn) o.push_back(set_flag("model.alpha_ffn", format_number(*a.alpha_ffn)));
   if (a.alpha_final || a.alpha_ffn)
     o.push_back(set_flag("model.alpha_final", format_number(a.alpha_final ? *a.alpha_final : *a.alpha_ffn)));
+  if (a.alpha_calib_c) {
+    o.push_back(set_flag("model.alpha_init", "calibrated"));
+    o.push_back(set_flag("model.alpha_calib_c", format_number(*a.alpha_calib_c)));
+  }
   if (a.beta2) o.push_back(set_flag("optim.beta2", format_number(*a.beta2)));
   if (a.eps) o.push_back(set_flag("optim.eps", format_number(*a.eps)));
   if (a.lr) {
@@ -283,6 +289,7 @@ std::string point_name(const PointAxes& a) {
   if (a.alpha_attn) parts.push_back("aa" + format_number(*a.alpha_attn));
   if (a.alpha_ffn) parts.push_back("af" + format_number(*a.alpha_ffn));
   if (a.alpha_final) parts.push_back("afin" + format_number(*a.alpha_final));
+  if (a.alpha_calib_c) parts.push_back("cal" + format_number(*a.alpha_calib_c));
   if (a.beta2) parts.push_back("b2-" + format_number(*a.beta2));
   if (a.eps) parts.push_back("eps" + format_number(*a.eps));
   if (a.lr) parts.push_back("lr" + format_number(*a.lr));
@@ -366,13 +373,16 @@ SweepSpec load_sweep_spec(const std::string& path) {
   }
   std::set<std::string> seen;
   for (PointAxes a : axes) {
-    if (a.norm == "rmsnorm") a.alpha_attn = a.alpha_ffn = a.alpha_final = std::nullopt;
+    // RMSNorm has no alpha; a calibrated point chooses its own (spec.h).
+    const bool collapsed = a.norm == "rmsnorm" || a.alpha_calib_c;
+    if (collapsed) a.alpha_attn = a.alpha_ffn = a.alpha_final = std::nullopt;
+    if (a.norm == "rmsnorm") a.alpha_calib_c = std::nullopt;
     SweepPoint p;
     p.name = point_name(a);
     if (const std::string why = dir_name_problem(p.name); !why.empty())
       throw ConfigError(fmt::format("{}: point '{}': {}", path, p.name, why));
     if (!seen.insert(p.name).second) {
-      if (a.norm == "rmsnorm") continue;  // the collapsed alpha axes of a baseline
+      if (collapsed) continue;  // the collapsed alpha axes of a baseline or a calibrated point
       throw ConfigError(fmt::format("{}: point {} appears twice; remove the duplicate from grid / points", path, p.name));
     }
     p.index = int(spec.points.size());

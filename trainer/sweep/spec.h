@@ -8,8 +8,11 @@
 //   axis; `per_width:` gives any of those explicitly when a rule does not fit.
 // - alpha_final follows alpha_ffn unless the spec sweeps it: the paper ties the pre-FFN and final DyT ("other").
 // - RMSNorm points have no alpha, so the alpha axes collapse for them: one baseline per remaining combination.
+// - alpha_calib_c makes a point calibrated (model.alpha_init: calibrated, each site's alpha0 = c / std of its input
+//   on the first batch): its alpha_attn / alpha_ffn / alpha_final axes mean nothing and collapse the same way, and
+//   so does c on an RMSNorm point (the trainer calibrates DyT sites only), so a grid may cross norm with c.
 // - Point names only mention the axes the spec sweeps, in a fixed order, with numbers in their shortest round-trip
-//   form: stable across runs of the same spec, readable (w64_aa1_af0.5_b2-0.95_s1).
+//   form: stable across runs of the same spec, readable (w64_aa1_af0.5_b2-0.95_s1, w64_cal0.5_s1).
 #pragma once
 #include <map>
 #include <optional>
@@ -35,6 +38,7 @@ struct WidthShape {
 struct PointAxes {
   std::optional<int> width;
   std::optional<double> alpha_attn, alpha_ffn, alpha_final, beta2, eps, lr;  // eps: AdamW's
+  std::optional<double> alpha_calib_c;  // set: a calibrated point (model.alpha_init: calibrated with this c)
   std::optional<std::string> norm;  // dyt | rmsnorm
   std::optional<long long> seed;
 };

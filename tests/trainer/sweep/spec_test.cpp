@@ -123,6 +123,59 @@ TEST_F(SpecTest, RmsnormBaselinesCollapseTheAlphaAxes) {
   EXPECT_EQ(resolved(s, *it).model.norm, NormKind::rmsnorm);
 }
 
+// Runs may already have been launched by hand under these names and overrides: the format is fixed.
+TEST_F(SpecTest, CalibratedPointsHaveAFixedNameAndOverrideOrder) {
+  const SweepSpec s = load("set: {train.max_steps: 5}\n"
+                           "points:\n  - {width: 64, alpha_calib_c: 1, seed: 1}\n"
+                           "  - {width: 256, alpha_calib_c: 0.5, seed: 2}\n");
+  ASSERT_EQ(s.points.size(), 2u);
+  EXPECT_EQ(s.points[0].name, "w64_cal1_s1");
+  EXPECT_EQ(s.points[1].name, "w256_cal0.5_s2");
+  EXPECT_EQ(s.points[0].overrides,
+            (std::vector<std::string>{"train.max_steps=5", "model.dim=64", "model.n_layers=2", "model.n_heads=2",
+                                      "model.n_kv_heads=2", "model.ffn_dim=0", "model.alpha_init=calibrated",
+                                      "model.alpha_calib_c=1", "train.seed=1"}));
+  const Config c = resolved(s, s.points[1]);
+  EXPECT_EQ(c.model.alpha_init, "calibrated");
+  EXPECT_EQ(c.model.alpha_calib_c, 0.5);
+  EXPECT_EQ(c.model.dim, 256);
+  EXPECT_EQ(c.train.seed, 2u);
+  // In a grid, after the alpha parts and before beta2.
+  EXPECT_EQ(load("grid: {width: 64, alpha_calib_c: 2, beta2: 0.9}\n").points[0].name, "w64_cal2_b2-0.9");
+}
+
+// The alpha axes mean nothing for a calibrated point and collapse as for RMSNorm; an RMSNorm point drops c as well
+// (the trainer calibrates DyT sites only), so norm can be crossed with c. Fixed points of the same spec keep theirs.
+TEST_F(SpecTest, CalibratedPointsCollapseTheAlphaAxes) {
+  const SweepSpec s = load("grid: {alpha_attn: [0.5, 1], alpha_ffn: [0.5, 2], alpha_calib_c: [0.5, 1]}\n");
+  ASSERT_EQ(s.points.size(), 2u);
+  EXPECT_EQ(s.points[0].name, "cal0.5");
+  EXPECT_EQ(s.points[1].name, "cal1");
+  EXPECT_EQ(s.points[1].overrides,
+            (std::vector<std::string>{"model.alpha_init=calibrated", "model.alpha_calib_c=1"}));
+
+  const SweepSpec n = load("grid: {norm: [dyt, rmsnorm], alpha_calib_c: [0.5, 1]}\npoints:\n  - {alpha_attn: 2}\n");
+  std::vector<std::string> names;
+  for (const auto& p : n.points) names.push_back(p.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"dyt_cal0.5", "dyt_cal1", "rmsnorm", "aa2"}));
+  EXPECT_EQ(n.points[2].overrides, (std::vector<std::string>{"model.norm=rmsnorm"}));
+  EXPECT_EQ(resolved(n, n.points[2]).model.alpha_init, "fixed");
+  EXPECT_EQ(resolved(n, n.points[3]).model.alpha_init, "fixed");
+  EXPECT_EQ(resolved(n, n.points[3]).model.alpha_attn, 2);
+}
+
+TEST_F(SpecTest, CalibrationConstantMustBeAPositiveFiniteNumber) {
+  for (const char* bad : {"0", "-1", ".nan", ".inf", "one"}) {
+    const std::string msg = error(std::string("grid: {alpha_calib_c: [1, ") + bad + "]}\n");
+    EXPECT_NE(msg.find(spec_path() + ":2: alpha_calib_c: expected a finite number greater than 0"), std::string::npos)
+        << bad << ": " << msg;
+  }
+  EXPECT_NE(error("points:\n  - {width: 64}\n  - {width: 64, alpha_calib_c: -0.5}\n")
+                .find(spec_path() + ":4: alpha_calib_c: expected a finite number greater than 0, got '-0.5'"),
+            std::string::npos);
+  EXPECT_NE(error("points:\n  - {alpha_calib: 1}\n").find("points[].alpha_calib: unknown key"), std::string::npos);
+}
+
 TEST_F(SpecTest, PointsListAndDuplicates) {
   const SweepSpec s = load("points:\n  - {width: 32, alpha_attn: 0.5}\n  - {width: 64, alpha_ffn: 2}\n");
   ASSERT_EQ(s.points.size(), 2u);
