@@ -233,7 +233,8 @@ def plot_sweep(sweep_dir):
             "non-finite" if p["status"] == "done" else p["status"])
     panels = {}
     for c in cells:
-        if c["norm"] == "dyt":
+        # Calibrated cells (alpha_calib_c set; the column is absent from reports before it) have no alpha grid.
+        if c["norm"] == "dyt" and not c.get("alpha_calib_c"):
             panels.setdefault(c["panel"], []).append(c)
     for panel, rows in panels.items():
         heatmap(os.path.join(report, f"heatmap_{panel}.png"), panel, rows,

@@ -154,20 +154,24 @@ std::map<std::string, PanelNoise> noise_per_panel(const std::vector<CellResult>&
 struct WidthBest {
   int width;
   const CellResult* best;
+  bool by_val;                   // the loss it was ranked by
   bool edge;                     // alpha_attn or alpha_ffn at the edge of its swept range
   int seeds;                     // the seeds of its ranking loss's range
   std::optional<double> spread;  // the seed spread of the best cell's panel
 };
 
-// Per width the best DyT cell over every panel of that width, by mean loss.
+// A DyT cell with alpha0 set by alpha_attn / alpha_ffn, not calibrated: a cell of an alpha_attn x alpha_ffn table.
+bool fixed_alpha(const CellResult& c) { return c.norm == "dyt" && !c.alpha_calib_c; }
+
+// Per width the best fixed-alpha DyT cell over every panel of that width, by mean loss.
 std::vector<WidthBest> best_per_width(const std::vector<CellResult>& cells) {
   std::vector<WidthBest> out;
   std::set<int> widths;
   for (const auto& c : cells)
-    if (c.norm == "dyt") widths.insert(c.width);
+    if (fixed_alpha(c)) widths.insert(c.width);
   const auto noise = noise_per_panel(cells);
   for (int w : widths) {
-    const auto cands = select_cells(cells, [&](const CellResult& c) { return c.norm == "dyt" && c.width == w; });
+    const auto cands = select_cells(cells, [&](const CellResult& c) { return fixed_alpha(c) && c.width == w; });
     const PanelNoise n = panel_noise(cands);
     const CellResult* b = n.best;
     if (!b) continue;
@@ -176,10 +180,48 @@ std::vector<WidthBest> best_per_width(const std::vector<CellResult>& cells) {
       aa.insert(c->alpha_attn);
       af.insert(c->alpha_ffn);
     }
-    out.push_back({w, b, on_edge(b->alpha_attn, aa) || on_edge(b->alpha_ffn, af), rank_range(*b, n.by_val)->n,
+    out.push_back({w, b, n.by_val, on_edge(b->alpha_attn, aa) || on_edge(b->alpha_ffn, af), rank_range(*b, n.by_val)->n,
                    noise.at(b->panel).spread});
   }
   return out;
+}
+
+std::string alpha0_text(const std::optional<double>& a) { return a ? fmt::format("{:.4g}", *a) : "-"; }
+
+// One panel of calibrated cells against the best fixed-alpha cell of their width (nullptr: none finished). The
+// difference uses the loss that ranked that cell, and the same ≈ rule as a table, with that cell's table's spread.
+void calibrated_table(std::ostringstream& s, const std::vector<const CellResult*>& panel, const WidthBest* fixed) {
+  const bool by_val = fixed ? fixed->by_val : rank_by_val(panel);
+  const char* loss = by_val ? "val" : "train";
+  s << "\n### Calibrated alpha0: " << panel[0]->panel
+    << fmt::format(" (beta2 {}, eps {}, lr {})\n\n", format_number(panel[0]->beta2), format_number(panel[0]->eps),
+                   format_number(panel[0]->lr))
+    << "Each DyT site's alpha0 = c / std of its input on the first batch (model.alpha_init: calibrated). alpha0 "
+       "attn / ffn: the alphas at the first logged step (step 1, whose forward runs with alpha0), averaged over the "
+       "attention / FFN sites and over the seeds. ";
+  if (!fixed) {
+    s << "No fixed-alpha cell of this width finished: there is nothing to compare with.\n";
+  } else {
+    s << fmt::format("Δ best fixed: the mean {} loss minus that of the best fixed-alpha cell of this width ({}, "
+                     "{} loss {:.4f})",
+                     loss, alphas_text(*fixed->best), loss, rank_range(*fixed->best, by_val)->mean);
+    if (fixed->spread)
+      s << fmt::format("; ≈: |Δ| within the seed spread of that cell's table ({:.4f}), not distinguishable "
+                       "from it.\n",
+                       *fixed->spread);
+    else
+      s << "; its table measured no seed spread, so no difference can be judged.\n";
+  }
+  s << "\n| c | train / val | alpha0 attn | alpha0 ffn | Δ best fixed | points |\n|---|---|---|---|---|---|\n";
+  for (const CellResult* c : panel) {
+    std::string delta = "-";
+    if (const auto& r = rank_range(*c, by_val); fixed && r) {
+      const double d = r->mean - rank_range(*fixed->best, by_val)->mean;
+      delta = fmt::format("{:+.4f}", d) + (fixed->spread && within_spread(d, *fixed->spread) ? " ≈" : "");
+    }
+    s << fmt::format("| {} | {} | {} | {} | {} | {} |\n", format_number(*c->alpha_calib_c), cell_text(*c, by_val),
+                     alpha0_text(c->alpha0_attn), alpha0_text(c->alpha0_ffn), delta, point_names(*c));
+  }
 }
 
 std::optional<AlphaFit> fit_alpha(const std::vector<WidthBest>& best) {
@@ -200,15 +242,19 @@ std::optional<AlphaFit> fit_alpha(const std::vector<WidthBest>& best) {
   return fit;
 }
 
+// Empty for a fixed-alpha point or cell.
+std::string calib_csv(const std::optional<double>& c) { return c ? format_number(*c) : ""; }
+
 std::string points_csv(const std::vector<PointResult>& points) {
   std::string s =
       "name,panel,width,norm,alpha_attn,alpha_ffn,alpha_final,beta2,eps,lr,seed,status,steps,max_steps,train_loss,"
-      "val_loss,max_sat\n";
+      "val_loss,max_sat,alpha_calib_c\n";
   for (const auto& p : points)
-    s += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", p.name, p.panel, p.width, p.norm,
+    s += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", p.name, p.panel, p.width, p.norm,
                      format_number(p.alpha_attn), format_number(p.alpha_ffn), format_number(p.alpha_final),
                      format_number(p.beta2), format_number(p.eps), format_number(p.lr), p.seed, p.status, p.steps, p.max_steps,
-                     csv_number(p.train_loss), csv_number(p.val_loss), csv_number(p.max_sat));
+                     csv_number(p.train_loss), csv_number(p.val_loss), csv_number(p.max_sat),
+                     calib_csv(p.alpha_calib_c));
   return s;
 }
 
@@ -222,16 +268,16 @@ std::string cells_csv(const std::vector<CellResult>& cells) {
   const auto noise = noise_per_panel(cells);
   std::string s =
       "panel,width,norm,alpha_attn,alpha_ffn,alpha_final,beta2,eps,lr,n_seeds,n_points,train_mean,val_mean,"
-      "train_min,train_max,val_min,val_max,rank_loss,best,within_spread\n";
+      "train_min,train_max,val_min,val_max,rank_loss,best,within_spread,alpha_calib_c\n";
   for (const auto& c : cells) {
     const PanelNoise& n = noise.at(c.panel);
     const auto& r = rank_range(c, n.by_val);
-    s += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", c.panel, c.width, c.norm,
+    s += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", c.panel, c.width, c.norm,
                      format_number(c.alpha_attn), format_number(c.alpha_ffn), format_number(c.alpha_final),
                      format_number(c.beta2), format_number(c.eps), format_number(c.lr), r ? r->n : 0,
                      c.points.size(), csv_number(mean_of(c.train)), csv_number(mean_of(c.val)), csv_min(c.train),
                      csv_max(c.train), csv_min(c.val), csv_max(c.val), n.by_val ? "val" : "train",
-                     n.best == &c ? 1 : 0, is_within(n, &c) ? 1 : 0);
+                     n.best == &c ? 1 : 0, is_within(n, &c) ? 1 : 0, calib_csv(c.alpha_calib_c));
   }
   return s;
 }
@@ -281,14 +327,18 @@ std::string report_markdown(const std::vector<PointResult>& points, const Report
          "best mean: the sweep cannot tell it from the best.\n";
 
   const auto noise = noise_per_panel(cells);
+  const auto best = best_per_width(cells);
   std::set<int> widths;
   for (const auto& p : points) widths.insert(p.width);
   for (int w : widths) {
     s << "\n## Width " << w << "\n";
-    std::vector<std::string> panels;
-    for (const auto& c : cells)
-      if (c.width == w && c.norm == "dyt" && std::find(panels.begin(), panels.end(), c.panel) == panels.end())
-        panels.push_back(c.panel);
+    // The DyT panels of this width: the fixed-alpha tables first, then the calibrated ones.
+    std::vector<std::string> panels, calibrated;
+    for (const auto& c : cells) {
+      auto& list = c.alpha_calib_c ? calibrated : panels;
+      if (c.width == w && c.norm == "dyt" && std::find(list.begin(), list.end(), c.panel) == list.end())
+        list.push_back(c.panel);
+    }
     for (const auto& name : panels) {
       const auto panel = select_cells(cells, [&](const CellResult& c) { return c.panel == name; });
       s << "\n### " << name << fmt::format(" (beta2 {}, eps {}, lr {})\n\n", format_number(panel[0]->beta2),
@@ -296,6 +346,10 @@ std::string report_markdown(const std::vector<PointResult>& points, const Report
       panel_table(s, panel, noise.at(name));
       best_line(s, noise.at(name));
     }
+    const auto fixed = std::find_if(best.begin(), best.end(), [&](const WidthBest& b) { return b.width == w; });
+    for (const auto& name : calibrated)
+      calibrated_table(s, select_cells(cells, [&](const CellResult& c) { return c.panel == name; }),
+                       fixed == best.end() ? nullptr : &*fixed);
     const auto baselines = select_cells(cells, [&](const CellResult& c) { return c.width == w && c.norm != "dyt"; });
     if (!baselines.empty()) {
       const bool by_val = rank_by_val(baselines);
@@ -304,9 +358,13 @@ std::string report_markdown(const std::vector<PointResult>& points, const Report
     }
   }
 
-  const auto best = best_per_width(cells);
+  const bool any_calibrated =
+      std::any_of(cells.begin(), cells.end(), [](const CellResult& c) { return c.alpha_calib_c.has_value(); });
   s << "\n## Best alpha0 per width\n\nBy mean over the seeds of a cell; seed spread: that of the best cell's table "
-       "(- when no cell of it has two seeds).\n\n"
+       "(- when no cell of it has two seeds)."
+    << (any_calibrated ? " Fixed-alpha cells only: the calibrated ones are compared with these in their own tables."
+                       : "")
+    << "\n\n"
        "| width | alpha_attn | alpha_ffn | beta2 | train loss | val loss | seeds | seed spread | points |\n"
        "|---|---|---|---|---|---|---|---|---|\n";
   for (const auto& b : best)

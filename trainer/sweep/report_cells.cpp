@@ -24,6 +24,13 @@ std::optional<LossRange> range_of(const std::vector<double>& xs) {
   return r;
 }
 
+std::optional<double> mean_of(const std::vector<double>& xs) {
+  if (xs.empty()) return std::nullopt;
+  double sum = 0;
+  for (double x : xs) sum += x;
+  return sum / double(xs.size());
+}
+
 }  // namespace
 
 bool finished(const PointResult& p) {
@@ -33,11 +40,13 @@ bool finished(const PointResult& p) {
 }
 
 std::vector<CellResult> group_cells(const std::vector<PointResult>& points) {
-  using Key = std::tuple<std::string, int, std::string, double, double, double, double, double, double>;
+  using Key = std::tuple<std::string, int, std::string, double, double, double, double, double, double,
+                         std::optional<double>>;
   std::map<Key, size_t> index;
   std::vector<CellResult> cells;
   for (const auto& p : points) {
-    const Key key{p.panel, p.width, p.norm, p.alpha_attn, p.alpha_ffn, p.alpha_final, p.beta2, p.eps, p.lr};
+    const Key key{p.panel, p.width, p.norm, p.alpha_attn, p.alpha_ffn, p.alpha_final, p.beta2, p.eps, p.lr,
+                  p.alpha_calib_c};
     const auto [it, added] = index.emplace(key, cells.size());
     if (added) {
       CellResult c;
@@ -50,13 +59,16 @@ std::vector<CellResult> group_cells(const std::vector<PointResult>& points) {
       c.beta2 = p.beta2;
       c.eps = p.eps;
       c.lr = p.lr;
+      c.alpha_calib_c = p.alpha_calib_c;
       cells.push_back(c);
     }
     cells[it->second].points.push_back(&p);
   }
   for (auto& c : cells) {
-    std::vector<double> train, val;
+    std::vector<double> train, val, alpha0_attn, alpha0_ffn;
     for (const PointResult* p : c.points) {
+      if (p->alpha0_attn) alpha0_attn.push_back(*p->alpha0_attn);
+      if (p->alpha0_ffn) alpha0_ffn.push_back(*p->alpha0_ffn);
       if (!finished(*p)) continue;
       ++c.n_finished;
       if (p->train_loss) train.push_back(*p->train_loss);
@@ -64,6 +76,8 @@ std::vector<CellResult> group_cells(const std::vector<PointResult>& points) {
     }
     c.train = range_of(train);
     c.val = range_of(val);
+    c.alpha0_attn = mean_of(alpha0_attn);
+    c.alpha0_ffn = mean_of(alpha0_ffn);
   }
   return cells;
 }
@@ -94,9 +108,11 @@ PanelNoise panel_noise(const std::vector<const CellResult*>& cells) {
   const double best = rank_range(*n.best, n.by_val)->mean;
   for (const CellResult* c : cells) {
     const auto& r = rank_range(*c, n.by_val);
-    if (c != n.best && r && r->mean - best <= *n.spread + kLoggedPrecision) n.within.push_back(c);
+    if (c != n.best && r && within_spread(r->mean - best, *n.spread)) n.within.push_back(c);
   }
   return n;
 }
+
+bool within_spread(double diff, double spread) { return std::abs(diff) <= spread + kLoggedPrecision; }
 
 }  // namespace dytrain

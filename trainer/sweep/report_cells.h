@@ -34,6 +34,10 @@ struct CellResult {
   int width = 0;
   std::string norm;
   double alpha_attn = 0, alpha_ffn = 0, alpha_final = 0, beta2 = 0, eps = 0, lr = 0;
+  std::optional<double> alpha_calib_c;     // set: a calibrated cell (report_data.h)
+  // The alpha0 its seeds started from, averaged over the seeds that logged sites, whether they finished or not:
+  // a calibrated cell's chosen alphas (for a fixed cell, its alpha_attn / alpha_ffn).
+  std::optional<double> alpha0_attn, alpha0_ffn;
   std::vector<const PointResult*> points;  // every seed, in the order of the points given to group_cells
   int n_finished = 0;                      // the seeds the ranges below are taken over
   std::optional<LossRange> train, val;     // over the finished seeds that logged the loss
@@ -60,5 +64,8 @@ struct PanelNoise {
   std::vector<const CellResult*> within;  // cells other than the best whose mean is within the spread of its mean
 };
 PanelNoise panel_noise(const std::vector<const CellResult*>& cells);
+
+// Whether two mean losses `diff` apart (either sign) lie within a seed spread: the rule of PanelNoise::within.
+bool within_spread(double diff, double spread);
 
 }  // namespace dytrain

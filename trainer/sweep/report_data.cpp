@@ -19,6 +19,18 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Mean alpha over the sites of one kind; nullopt when there are none.
+std::optional<double> mean_alpha(const std::vector<SiteMetrics>& sites, const std::string& kind) {
+  double sum = 0;
+  int n = 0;
+  for (const SiteMetrics& s : sites)
+    if (s.site == kind) {
+      sum += s.alpha;
+      ++n;
+    }
+  return n ? std::optional(sum / n) : std::nullopt;
+}
+
 PointResult read_point(const fs::path& dir, int smooth_k) {
   PointResult p;
   p.name = dir.filename().string();
@@ -31,6 +43,8 @@ PointResult read_point(const fs::path& dir, int smooth_k) {
   p.beta2 = c.optim.beta2;
   p.eps = c.optim.eps;
   p.lr = c.optim.lr;
+  // The trainer calibrates DyT sites only: an RMSNorm run with alpha_init calibrated is a plain baseline.
+  if (c.model.alpha_init == "calibrated" && c.model.norm == NormKind::dyt) p.alpha_calib_c = c.model.alpha_calib_c;
   p.seed = c.train.seed;
   p.max_steps = c.train.max_steps;
   const auto lines = read_metrics((dir / "metrics.jsonl").string());
@@ -39,20 +53,26 @@ PointResult read_point(const fs::path& dir, int smooth_k) {
   for (auto it = lines.rbegin(); it != lines.rend() && !p.val_loss; ++it) p.val_loss = it->val_loss;
   for (auto it = lines.rbegin(); it != lines.rend() && !p.max_sat; ++it)
     for (const SiteMetrics& s : it->sites) p.max_sat = std::max(p.max_sat.value_or(0.0), s.sat);
+  const auto first = std::find_if(lines.begin(), lines.end(), [](const StepMetrics& m) { return !m.sites.empty(); });
+  if (first != lines.end()) {
+    p.alpha0_attn = mean_alpha(first->sites, "attn");
+    p.alpha0_ffn = mean_alpha(first->sites, "ffn");
+  }
   p.correlations = alpha_inv_std_correlations(lines);
   const auto status = read_point_status(dir.string());
   p.status = status ? status->status : "unknown";
   return p;
 }
 
-// Panel keys: the axes that vary across the sweep, besides alpha_attn, alpha_ffn and the seed.
+// Panel keys: the axes that vary across the sweep, besides alpha_attn, alpha_ffn and the seed; the calibrated points
+// of a panel form one panel of their own, whatever their c.
 void assign_panels(std::vector<PointResult>* points) {
   std::set<double> epss, lrs;
   bool untied_final = false;
   for (const auto& p : *points) {
     epss.insert(p.eps);
     lrs.insert(p.lr);
-    untied_final |= p.norm == "dyt" && p.alpha_final != p.alpha_ffn;
+    untied_final |= p.norm == "dyt" && !p.alpha_calib_c && p.alpha_final != p.alpha_ffn;
   }
   for (auto& p : *points) {
     p.panel = fmt::format("w{}", p.width);
@@ -60,7 +80,8 @@ void assign_panels(std::vector<PointResult>* points) {
     p.panel += "_b2-" + format_number(p.beta2);
     if (epss.size() > 1) p.panel += "_eps" + format_number(p.eps);
     if (lrs.size() > 1) p.panel += "_lr" + format_number(p.lr);
-    if (untied_final && p.norm == "dyt") p.panel += "_afin" + format_number(p.alpha_final);
+    if (p.alpha_calib_c) p.panel += "_cal";
+    else if (untied_final && p.norm == "dyt") p.panel += "_afin" + format_number(p.alpha_final);
   }
 }
 
@@ -104,8 +125,8 @@ std::vector<PointResult> collect_results(const std::string& sweep_dir, int smoot
                                          sweep_dir));
   assign_panels(&points);
   std::sort(points.begin(), points.end(), [](const PointResult& a, const PointResult& b) {
-    return std::tie(a.width, a.norm, a.panel, a.alpha_attn, a.alpha_ffn, a.name) <
-           std::tie(b.width, b.norm, b.panel, b.alpha_attn, b.alpha_ffn, b.name);
+    return std::tie(a.width, a.norm, a.panel, a.alpha_calib_c, a.alpha_attn, a.alpha_ffn, a.name) <
+           std::tie(b.width, b.norm, b.panel, b.alpha_calib_c, b.alpha_attn, b.alpha_ffn, b.name);
   });
   return points;
 }

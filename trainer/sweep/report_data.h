@@ -9,6 +9,10 @@
 //   beta2, eps, lr, and alpha_final when it is not tied to alpha_ffn). A panel is one alpha_attn x alpha_ffn table
 //   and one heatmap; the seeds of one alpha pair form one cell of it (report_cells.h), so repeated seeds show as
 //   noise on a cell, not as another table.
+// - A calibrated point (model.alpha_init: calibrated on a DyT model) chose its own alpha0 per site, so its config's
+//   alpha_attn / alpha_ffn mean nothing: it carries its c instead, and its panel is the fixed-alpha panel's key with
+//   "_cal" appended, so it never lands in an alpha_attn x alpha_ffn table. The alphas it chose are read from the
+//   first metrics line with sites: step 1 is always logged, and its forward ran with alpha0 itself.
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -31,6 +35,8 @@ struct PointResult {
   int width = 0;
   double alpha_attn = 0, alpha_ffn = 0, alpha_final = 0, beta2 = 0, eps = 0, lr = 0;
   std::string norm;
+  std::optional<double> alpha_calib_c;  // set for a calibrated point (see the header comment)
+  std::optional<double> alpha0_attn, alpha0_ffn;  // mean alpha over attention / FFN sites, first line with sites
   uint64_t seed = 0;
   int64_t steps = 0, max_steps = 0;  // last logged step, configured steps
   std::optional<double> train_loss;  // smoothed
@@ -46,8 +52,8 @@ std::optional<double> smoothed_loss(const std::vector<StepMetrics>& lines, int k
 // Pearson r of alpha with inv_std per (layer, site) over the lines that carry sites.
 std::vector<SiteCorrelation> alpha_inv_std_correlations(const std::vector<StepMetrics>& lines);
 
-// Every point under sweep_dir, sorted by (width, norm, panel, alpha_attn, alpha_ffn). Throws std::runtime_error
-// naming the directory when it holds no point.
+// Every point under sweep_dir, sorted by (width, norm, panel, alpha_calib_c, alpha_attn, alpha_ffn). Throws
+// std::runtime_error naming the directory when it holds no point.
 std::vector<PointResult> collect_results(const std::string& sweep_dir, int smooth_k);
 
 }  // namespace dytrain

@@ -61,7 +61,7 @@ std::string report_text(const std::string& sweep) {
   return text.str();
 }
 
-// report/cells.csv as rows of fields, keyed by "alpha_attn/alpha_ffn" of the cell.
+// report/cells.csv as rows of fields, keyed by "alpha_attn/alpha_ffn" of the cell, or "cal<c>" for a calibrated one.
 std::map<std::string, std::map<std::string, std::string>> read_cells_csv(const std::string& sweep) {
   std::ifstream f(sweep + "/report/cells.csv");
   std::vector<std::string> header;
@@ -78,7 +78,8 @@ std::map<std::string, std::map<std::string, std::string>> read_cells_csv(const s
     EXPECT_EQ(fields.size(), header.size()) << line;
     std::map<std::string, std::string> row;
     for (size_t i = 0; i < fields.size() && i < header.size(); ++i) row[header[i]] = fields[i];
-    rows[row["alpha_attn"] + "/" + row["alpha_ffn"]] = row;
+    const std::string c = row["alpha_calib_c"];
+    rows[c.empty() ? row["alpha_attn"] + "/" + row["alpha_ffn"] : "cal" + c] = row;
   }
   return rows;
 }
@@ -497,6 +498,106 @@ TEST(ReportSeeds, AtMostOneFinishedSeedPerCellSaysTheSpreadIsNotMeasured) {
   EXPECT_EQ(cells.at("2/1").at("n_points"), "2");
   EXPECT_EQ(cells.at("2/1").at("val_mean"), "");
   EXPECT_EQ(cells.at("2/1").at("best"), "0");
+}
+
+// Calibrated points (alpha_init: calibrated) next to SeedReportTest's fixed-alpha panel, whose best cell (1, 1) has
+// val mean 3.02 and whose seed spread is 0.08. Their configs keep the base's alpha_attn = alpha_ffn = 1, the
+// alphas of that best cell: the old report counted them as seeds of it. Val losses (train = val - 0.01):
+//   c 0.5   3.15         +0.13: outside the spread
+//   c 1     3.05 3.07    mean 3.06, +0.04: within (≈)
+//   c 2     2.94         -0.08: within, on the edge, better than the best fixed cell
+//   c 4     2.90         -0.12: better by more than the spread
+// Their sites start from known alphas at the first logged line and move after it: the table must show the first.
+class CalibratedReportTest : public SeedReportTest {
+ protected:
+  void SetUp() override {
+    SeedReportTest::SetUp();
+    add_calibrated(0.5, 1, 3.15, {0.25, 0.75}, {1, 1});
+    add_calibrated(1, 1, 3.05, {0.5, 1.5}, {2, 4});
+    add_calibrated(1, 2, 3.07, {1, 2}, {3, 5});
+    add_calibrated(2, 1, 2.94, {2, 2}, {6, 6});
+    add_calibrated(4, 1, 2.90, {4, 4}, {8, 8});
+  }
+
+  // Two layers; attn / ffn: the alphas of layer 0 and 1 at the first line. The final site's alpha (9) and the later
+  // lines' alphas (x 1.5) must not enter the chosen alpha0.
+  void add_calibrated(double c, int seed, double val, const std::vector<double>& attn, const std::vector<double>& ffn) {
+    Config cfg = load_config(dir_.file("base.yaml"));
+    cfg.model.dim = 64;
+    cfg.model.alpha_init = "calibrated";
+    cfg.model.alpha_calib_c = c;
+    cfg.train.seed = seed;
+    std::vector<StepMetrics> lines(8);
+    for (int i = 0; i < 8; ++i) {
+      StepMetrics& m = lines[i];
+      m.step = i == 0 ? 1 : 2 * i;
+      m.loss = val - 0.01;
+      if (i == 7) m.val_loss = val;
+      const double moved = i == 0 ? 1.0 : 1.5;
+      for (int l = 0; l < 2; ++l) {
+        m.sites.push_back({l, "attn", attn[l] * moved, 0, 1, 1, 0});
+        m.sites.push_back({l, "ffn", ffn[l] * moved, 0, 1, 1, 0});
+      }
+      m.sites.push_back({-1, "final", 9 * moved, 0, 1, 1, 0});
+    }
+    testing::write_run(dir_.path() / "sweep" / fmt::format("w64_cal{}_s{}", format_number(c), seed), cfg, lines,
+                       "done");
+  }
+
+  // The row of the calibrated table whose c is `c`.
+  std::string cal_row(const std::string& md, const std::string& c) {
+    const size_t table = md.find("### Calibrated alpha0");
+    const size_t at = table == std::string::npos ? table : md.find("\n| " + c + " |", table);
+    return at == std::string::npos ? "" : md.substr(at + 1, md.find('\n', at + 1) - at - 1);
+  }
+};
+
+TEST_F(CalibratedReportTest, CalibratedPointsStayOutOfTheFixedAlphaTableBestAndHeatmap) {
+  const auto points = collect_results(sweep(), 5);
+  for (const auto& p : points)
+    EXPECT_EQ(p.alpha_calib_c.has_value(), p.name.find("_cal") != std::string::npos) << p.name;
+  const std::string md = report_text(sweep());
+  // The fixed panel's table and verdict are those without the calibrated points.
+  EXPECT_NE(row(md, "1").find("| **3.0100 / 3.0200 ± 0.0200 (2 seeds)** |"), std::string::npos) << md;
+  EXPECT_NE(md.find("Best: alpha_attn 1, alpha_ffn 1 (val loss 3.0200, mean of 2 seeds). Seed spread 0.0800"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| 64 | 1 | 1 | 0.95 | 3.0100 | 3.0200 | 2 | 0.0800 | w64_aa1_af1_s1, w64_aa1_af1_s2 |"),
+            std::string::npos)
+      << md;
+  // The heatmap's rows: the fixed cells unchanged, the calibrated ones in a panel of their own, marked by c.
+  const auto cells = read_cells_csv(sweep());
+  ASSERT_EQ(cells.size(), 6u + 4u);
+  EXPECT_EQ(cells.at("1/1").at("n_points"), "2");
+  EXPECT_NEAR(std::stod(cells.at("1/1").at("val_mean")), 3.02, 1e-8);
+  EXPECT_EQ(cells.at("1/1").at("best"), "1");
+  EXPECT_EQ(cells.at("1/1").at("alpha_calib_c"), "");
+  for (const char* c : {"0.5", "1", "2", "4"}) {
+    const auto& row = cells.at(std::string("cal") + c);
+    EXPECT_EQ(row.at("panel"), "w64_b2-0.95_cal") << c;
+    EXPECT_EQ(row.at("alpha_calib_c"), c);
+  }
+  EXPECT_EQ(cells.at("cal1").at("n_points"), "2");
+}
+
+TEST_F(CalibratedReportTest, TheCalibratedTableShowsMeansChosenAlphasAndTheDifferenceToTheBestFixedCell) {
+  const std::string md = report_text(sweep());
+  EXPECT_NE(md.find("### Calibrated alpha0: w64_b2-0.95_cal (beta2 0.95, eps 1e-08, lr 0.003)"), std::string::npos)
+      << md;
+  EXPECT_NE(md.find("the alphas at the first logged step"), std::string::npos) << md;
+  EXPECT_NE(md.find("best fixed-alpha cell of this width (alpha_attn 1, alpha_ffn 1, val loss 3.0200); ≈: |Δ| "
+                    "within the seed spread of that cell's table (0.0800)"),
+            std::string::npos)
+      << md;
+  // alpha0 attn of c 1: seed 1 (0.5 + 1.5) / 2 = 1, seed 2 (1 + 2) / 2 = 1.5, mean 1.25; ffn (3 + 4) / 2 = 3.5.
+  EXPECT_EQ(cal_row(md, "1"), "| 1 | 3.0500 / 3.0600 ± 0.0100 (2 seeds) | 1.25 | 3.5 | +0.0400 ≈ | w64_cal1_s1, "
+                              "w64_cal1_s2 |")
+      << md;
+  EXPECT_EQ(cal_row(md, "0.5"), "| 0.5 | 3.1400 / 3.1500 | 0.5 | 1 | +0.1300 | w64_cal0.5_s1 |") << md;
+  EXPECT_EQ(cal_row(md, "2"), "| 2 | 2.9300 / 2.9400 | 2 | 6 | -0.0800 ≈ | w64_cal2_s1 |") << md;
+  EXPECT_EQ(cal_row(md, "4"), "| 4 | 2.8900 / 2.9000 | 4 | 8 | -0.1200 | w64_cal4_s1 |") << md;
+  // One table: the calibrated points are no fixed-alpha panel.
+  EXPECT_EQ(md.find("### w64_b2-0.95_cal"), std::string::npos) << md;
 }
 
 // The fit takes each width's best cell by mean. At every width the cell (64 / w, 4 / sqrt(w)) has the best mean
