@@ -108,7 +108,8 @@ class SpecReader {
   }
 
   void check_keys(const YAML::Node& map, const std::string& what, const std::set<std::string>& allowed) const {
-    if (!map.IsMap()) fail(map, what, "expected a map of key: value");
+    // The spec itself (what empty) names no key: say which level is wrong rather than print an empty one.
+    if (!map.IsMap()) fail(map, what.empty() ? "top level" : what, "expected a map of key: value");
     for (const auto& kv : map) {
       const std::string k = kv.first.Scalar();
       if (!allowed.count(k)) {

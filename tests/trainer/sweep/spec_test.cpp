@@ -201,6 +201,17 @@ TEST_F(SpecTest, ErrorsNameTheKey) {
   EXPECT_NE(message("name: x\n").find("grid"), std::string::npos);
 }
 
+TEST_F(SpecTest, ASpecThatIsNoMapSaysSoAtTheTopLevel) {
+  // A list item left at the top level (a stray "- {width: 64}") once gave "s.yaml:1: : expected a map".
+  write_text(spec_path(), "- {width: 64}\n");
+  try {
+    load_sweep_spec(spec_path());
+    FAIL() << "a list as the whole spec was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("s.yaml:1: top level: expected a map"), std::string::npos) << e.what();
+  }
+}
+
 // The message of the ConfigError that loading `body` gives, or "no error".
 std::string SpecTest::error(const std::string& body) {
   try {
