@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "trainer/checkpoint/atomic_file.h"
 #include "trainer/sweep/fit.h"
@@ -158,6 +159,7 @@ struct WidthBest {
   bool edge;                     // alpha_attn or alpha_ffn at the edge of its swept range
   int seeds;                     // the seeds of its ranking loss's range
   std::optional<double> spread;  // the seed spread of the best cell's panel
+  std::optional<AlphaSpan> near; // the alphas its panel cannot tell from it; nullopt: no spread to judge them by
 };
 
 // A DyT cell with alpha0 set by alpha_attn / alpha_ffn, not calibrated: a cell of an alpha_attn x alpha_ffn table.
@@ -180,8 +182,11 @@ std::vector<WidthBest> best_per_width(const std::vector<CellResult>& cells) {
       aa.insert(c->alpha_attn);
       af.insert(c->alpha_ffn);
     }
+    // The panel's ≈ cells are relative to its own best: this cell, unless the panel ranks by the other loss than the
+    // width does (a seed of another panel of this width lacks a val loss), and then its spread cannot judge this one.
+    const PanelNoise& pn = noise.at(b->panel);
     out.push_back({w, b, n.by_val, on_edge(b->alpha_attn, aa) || on_edge(b->alpha_ffn, af), rank_range(*b, n.by_val)->n,
-                   noise.at(b->panel).spread});
+                   pn.spread, pn.best == b ? alphas_near_best(pn) : std::nullopt});
   }
   return out;
 }
@@ -224,6 +229,43 @@ void calibrated_table(std::ostringstream& s, const std::vector<const CellResult*
   }
 }
 
+// The "≈ best" column: per site the alpha of the best cell, or the range of those its panel cannot tell from it.
+std::string near_text(const std::optional<AlphaSpan>& s) {
+  if (!s) return "-";
+  auto range = [](double lo, double hi) { return format_number(lo) + (lo == hi ? "" : "-" + format_number(hi)); };
+  return "attn " + range(s->attn_min, s->attn_max) + ", ffn " + range(s->ffn_min, s->ffn_max);
+}
+
+std::string join_widths(const std::vector<int>& ws) {
+  return fmt::format("width{} {}", ws.size() == 1 ? "" : "s", fmt::join(ws, ", "));
+}
+
+// A site's optimum is unresolved at a width when a cell with another alpha of that site is within the seed spread of
+// the best, or no spread is measured: noise picks the best alpha there, and with it the fitted exponent (on a flat
+// axis the winner can alternate between neighbours from width to width, and any slope results). Empty: resolved.
+std::string unresolved_note(const std::vector<WidthBest>& best, const char* site, bool attn) {
+  std::vector<int> widths, unmeasured;
+  std::vector<std::string> ranges;
+  for (const auto& b : best) {
+    if (!b.near) {
+      widths.push_back(b.width);
+      unmeasured.push_back(b.width);
+      continue;
+    }
+    const double lo = attn ? b.near->attn_min : b.near->ffn_min, hi = attn ? b.near->attn_max : b.near->ffn_max;
+    if (lo == hi) continue;
+    widths.push_back(b.width);
+    ranges.push_back(fmt::format("{} to {} at width {}", format_number(lo), format_number(hi), b.width));
+  }
+  if (widths.empty()) return "";
+  std::vector<std::string> why;
+  if (!ranges.empty()) why.push_back(fmt::format("within the seed spread of the best: {}", fmt::join(ranges, ", ")));
+  if (!unmeasured.empty()) why.push_back("no seed spread measured at " + join_widths(unmeasured));
+  return fmt::format("{}'s optimum is not resolved at {} ({}): its fitted exponent is not a measurement; repeat "
+                     "seeds there, or train longer, to separate those cells",
+                     site, join_widths(widths), fmt::join(why, "; "));
+}
+
 std::optional<AlphaFit> fit_alpha(const std::vector<WidthBest>& best) {
   if (best.size() < 2) return std::nullopt;
   std::vector<double> w, aa, af;
@@ -236,9 +278,13 @@ std::optional<AlphaFit> fit_alpha(const std::vector<WidthBest>& best) {
   }
   fit.attn = fit_power_law(w, aa);
   fit.ffn = fit_power_law(w, af);
+  std::vector<std::string> notes;
   if (best.size() < 3)
-    fit.note = "two widths: any power law passes through both points, so R^2 = 1 says nothing; sweep three or more "
-               "widths for a fit that can be judged";
+    notes.push_back("two widths: any power law passes through both points, so R^2 = 1 says nothing; sweep three or "
+                    "more widths for a fit that can be judged");
+  for (const auto& note : {unresolved_note(best, "alpha_attn", true), unresolved_note(best, "alpha_ffn", false)})
+    if (!note.empty()) notes.push_back(note);
+  fit.note = fmt::format("{}", fmt::join(notes, "; "));
   return fit;
 }
 
@@ -361,18 +407,20 @@ std::string report_markdown(const std::vector<PointResult>& points, const Report
   const bool any_calibrated =
       std::any_of(cells.begin(), cells.end(), [](const CellResult& c) { return c.alpha_calib_c.has_value(); });
   s << "\n## Best alpha0 per width\n\nBy mean over the seeds of a cell; seed spread: that of the best cell's table "
-       "(- when no cell of it has two seeds)."
+       "(- when no cell of it has two seeds); ≈ best: per site, the alphas (min-max) of the best cell and of the "
+       "cells of its table marked ≈, which the sweep cannot tell from it: a range means that site's optimum is not "
+       "resolved (- when no spread is measured: then no cell can be told apart)."
     << (any_calibrated ? " Fixed-alpha cells only: the calibrated ones are compared with these in their own tables."
                        : "")
     << "\n\n"
-       "| width | alpha_attn | alpha_ffn | beta2 | train loss | val loss | seeds | seed spread | points |\n"
-       "|---|---|---|---|---|---|---|---|---|\n";
+       "| width | alpha_attn | alpha_ffn | beta2 | train loss | val loss | seeds | seed spread | ≈ best | points |\n"
+       "|---|---|---|---|---|---|---|---|---|---|\n";
   for (const auto& b : best)
-    s << fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {}{} |\n", b.width, format_number(b.best->alpha_attn),
-                     format_number(b.best->alpha_ffn), format_number(b.best->beta2), loss_text(mean_of(b.best->train)),
-                     loss_text(mean_of(b.best->val)), b.seeds,
-                     b.spread ? fmt::format("{:.4f}", *b.spread) : "-",
-                     point_names(*b.best), b.edge ? " (at the edge of the grid: the optimum may lie outside)" : "");
+    s << fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {}{} |\n", b.width,
+                     format_number(b.best->alpha_attn), format_number(b.best->alpha_ffn), format_number(b.best->beta2),
+                     loss_text(mean_of(b.best->train)), loss_text(mean_of(b.best->val)), b.seeds,
+                     b.spread ? fmt::format("{:.4f}", *b.spread) : "-", near_text(b.near), point_names(*b.best),
+                     b.edge ? " (at the edge of the grid: the optimum may lie outside)" : "");
 
   s << "\n## Fitted alpha0(width) = a * width^b\n\n";
   if (const auto fit = fit_alpha(best)) {

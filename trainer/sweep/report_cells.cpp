@@ -115,4 +115,17 @@ PanelNoise panel_noise(const std::vector<const CellResult*>& cells) {
 
 bool within_spread(double diff, double spread) { return std::abs(diff) <= spread + kLoggedPrecision; }
 
+std::optional<AlphaSpan> alphas_near_best(const PanelNoise& n) {
+  if (!n.best || !n.spread) return std::nullopt;
+  const CellResult& b = *n.best;
+  AlphaSpan s{b.alpha_attn, b.alpha_attn, b.alpha_ffn, b.alpha_ffn};
+  for (const CellResult* c : n.within) {
+    s.attn_min = std::min(s.attn_min, c->alpha_attn);
+    s.attn_max = std::max(s.attn_max, c->alpha_attn);
+    s.ffn_min = std::min(s.ffn_min, c->alpha_ffn);
+    s.ffn_max = std::max(s.ffn_max, c->alpha_ffn);
+  }
+  return s;
+}
+
 }  // namespace dytrain

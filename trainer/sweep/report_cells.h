@@ -11,7 +11,8 @@
 // - The seed spread of a panel is the largest max - min of the ranking loss over its cells with two or more
 //   finished seeds that logged it (a range of one sample is no spread): the run-to-run noise, measured where the
 //   sweep measured it and taken at its worst, since a sweep that repeats seeds usually does so at a few cells only.
-//   A cell whose mean lies within that spread of the best cell's mean cannot be told apart from the best.
+//   A cell whose mean lies within that spread of the best cell's mean cannot be told apart from the best, so the
+//   alphas of those cells bound where the sweep puts the optimum: a flat axis is not a located optimum.
 // - Cells rank by validation loss when every finished seed of the candidates logged one, else by train loss, as
 //   single points did before seeds were aggregated. Every seed count the report shows is the n of the ranking
 //   loss's range: the seeds its mean and spread hold, not a finished seed that logged only the other loss.
@@ -67,5 +68,13 @@ PanelNoise panel_noise(const std::vector<const CellResult*>& cells);
 
 // Whether two mean losses `diff` apart (either sign) lie within a seed spread: the rule of PanelNoise::within.
 bool within_spread(double diff, double spread);
+
+// The alpha_attn and alpha_ffn values, min to max, of the cells a panel cannot tell from its best: the best and the
+// cells of PanelNoise::within. A site whose min and max differ has no optimum the sweep can place more precisely than
+// that range. nullopt when the panel has no best or its seed spread is unmeasured: then no cell can be told apart.
+struct AlphaSpan {
+  double attn_min = 0, attn_max = 0, ffn_min = 0, ffn_max = 0;
+};
+std::optional<AlphaSpan> alphas_near_best(const PanelNoise& n);
 
 }  // namespace dytrain

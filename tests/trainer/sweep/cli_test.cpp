@@ -1,6 +1,7 @@
 // The sweep, report, recommend and monitor commands of the real dytrain binary on bad input: every number on the
 // command line is read whole and range-checked (overflow, trailing garbage, negative, non-finite), and bad specs,
-// folders and fit files give exit 2 with a message that names the flag, the key or the file.
+// folders and fit files give exit 2 with a message that names the flag, the key or the file; and recommend passes a
+// fit's caveat on to a user who never reads the report.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -8,6 +9,7 @@
 #include <string>
 
 #include "tests/trainer/sweep/sweep_test_util.h"
+#include "trainer/config/config.h"
 #include "trainer/train/trainer.h"
 
 namespace dytrain {
@@ -89,6 +91,33 @@ TEST_F(SweepCliTest, AlphaFitWithAKeyTwiceOrNoNumbersIsBadInput) {
                    {twice + ":3: key 'attn' is given twice (first at line 1)"});
   const std::string nan = dir_.write("nan.yaml", "attn: {a: .nan, b: -0.5}\nffn: {a: 1, b: -0.5}\n");
   expect_bad_input("sweep recommend " + nan + " --width 64", {nan + ": attn: a = nan and b = -0.5 must be finite"});
+}
+
+// One seed per cell at widths 32, 64 and 128: the report fits a law but cannot tell any best alpha from its
+// neighbours, and recommend, which prints the flags on stdout, warns about it on stderr.
+TEST_F(SweepCliTest, RecommendPrintsTheNoteOfAnUnresolvedFit) {
+  const Config base = load_config(dir_.file("base.yaml"));
+  for (int w : {32, 64, 128})
+    for (double aa : {0.5, 1.0}) {
+      Config c = base;
+      c.model.dim = w;
+      c.model.alpha_attn = aa;
+      StepMetrics m;
+      m.step = 12;
+      m.loss = 3.0 + aa;
+      m.val_loss = 3.1 + aa;
+      testing::write_run(dir_.path() / "sweep" / ("w" + std::to_string(w) + "_aa" + std::to_string(aa)), c, {m},
+                         "done");
+    }
+  const Result report = dytrain("sweep report " + dir_.file("sweep") + " --no-plots");
+  ASSERT_EQ(report.rc, 0) << report.output;
+  const Result r = dytrain("sweep recommend " + dir_.file("sweep") + "/report/alpha_fit.yaml --width 4096");
+  EXPECT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("--set model.alpha_attn=0.5 "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("note from the fit: alpha_attn's optimum is not resolved at widths 32, 64, 128 (no seed "
+                          "spread measured at widths 32, 64, 128)"),
+            std::string::npos)
+      << r.output;
 }
 
 }  // namespace

@@ -190,7 +190,13 @@ TEST_F(ReportTest, BestSkipsDivergedAndFitRecoversTheLaw) {
   EXPECT_NEAR(fit.ffn.a, 4.0, 1e-9);
   EXPECT_NEAR(fit.ffn.b, -0.5, 1e-12);
   EXPECT_EQ(fit.widths, (std::vector<int>{32, 64, 128}));
-  EXPECT_TRUE(fit.note.empty());
+  // One seed per cell: the law is exact, but nothing says the neighbours of each best are worse beyond noise, and
+  // the note, carried by alpha_fit.yaml to `dytrain sweep recommend`, says so for both sites.
+  for (const char* site : {"alpha_attn", "alpha_ffn"})
+    EXPECT_NE(fit.note.find(std::string(site) + "'s optimum is not resolved at widths 32, 64, 128 (no seed spread "
+                            "measured at widths 32, 64, 128)"),
+              std::string::npos)
+        << fit.note;
 
   std::ifstream md(sweep() + "/report/report.md");
   std::stringstream text;
@@ -229,7 +235,9 @@ TEST_F(ReportTest, OneSeedPerCellSaysTheSpreadIsNotMeasured) {
   size_t n = 0;
   for (size_t at = md.find(sentence); at != std::string::npos; at = md.find(sentence, at + 1)) ++n;
   EXPECT_EQ(n, 3u) << md;  // one per panel: widths 32, 64, 128
-  EXPECT_EQ(md.find("≈"), std::string::npos) << md;
+  // No cell marked ≈ (the best-per-width table's "≈ best" column names the mark in its header and legend only).
+  EXPECT_EQ(md.find(" ≈ |"), std::string::npos) << md;
+  EXPECT_EQ(md.find("Within it of the best (≈)"), std::string::npos) << md;
   EXPECT_EQ(md.find("±"), std::string::npos) << md;
   const auto cells = read_cells_csv(sweep());
   const auto& best64 = cells.at(fmt::format("{}/{}", format_number(best_attn(64)), format_number(best_ffn(64))));
@@ -345,7 +353,8 @@ TEST_F(SeedReportTest, BaselineSeedsShareOneRow) {
 // nor the best-per-width table.
 TEST_F(SeedReportTest, BestIsTheLowestMeanNotTheLuckiestSeed) {
   const std::string md = report_text(sweep());
-  EXPECT_NE(md.find("| 64 | 1 | 1 | 0.95 | 3.0100 | 3.0200 | 2 | 0.0800 | w64_aa1_af1_s1, w64_aa1_af1_s2 |"),
+  EXPECT_NE(md.find("| 64 | 1 | 1 | 0.95 | 3.0100 | 3.0200 | 2 | 0.0800 | attn 0.5-2, ffn 0.5-1 | w64_aa1_af1_s1, "
+                    "w64_aa1_af1_s2 |"),
             std::string::npos)
       << md;
   const auto points = collect_results(sweep(), 5);
@@ -467,7 +476,7 @@ TEST(ReportSeeds, TheSpreadNeedsTwoSeedsWithTheRankingLoss) {
                     "train loss: the run-to-run spread is not measured; differences below it cannot be judged.\n"),
             std::string::npos)
       << md;
-  EXPECT_NE(md.find("| 64 | 1 | 0 | 0 | 3.0000 | 3.1000 | 1 | - | p0, p1 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 64 | 1 | 0 | 0 | 3.0000 | 3.1000 | 1 | - | - | p0, p1 |"), std::string::npos) << md;
 }
 
 // Cells with several seeds of which at most one finished measure no spread either: (1, 1) one done seed and one
@@ -562,7 +571,8 @@ TEST_F(CalibratedReportTest, CalibratedPointsStayOutOfTheFixedAlphaTableBestAndH
   EXPECT_NE(md.find("Best: alpha_attn 1, alpha_ffn 1 (val loss 3.0200, mean of 2 seeds). Seed spread 0.0800"),
             std::string::npos)
       << md;
-  EXPECT_NE(md.find("| 64 | 1 | 1 | 0.95 | 3.0100 | 3.0200 | 2 | 0.0800 | w64_aa1_af1_s1, w64_aa1_af1_s2 |"),
+  EXPECT_NE(md.find("| 64 | 1 | 1 | 0.95 | 3.0100 | 3.0200 | 2 | 0.0800 | attn 0.5-2, ffn 0.5-1 | w64_aa1_af1_s1, "
+                    "w64_aa1_af1_s2 |"),
             std::string::npos)
       << md;
   // The heatmap's rows: the fixed cells unchanged, the calibrated ones in a panel of their own, marked by c.
