@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 
 #include "tests/trainer/sweep/sweep_test_util.h"
 #include "trainer/config/config.h"
@@ -327,7 +328,8 @@ TEST(SweepSpecShipped, AlphaWidthsExpands) {
 
 TEST(SweepSpecShipped, AlphaWidthsCpuIsTheInitStudysShapeAndRecipe) {
   const SweepSpec s = load_sweep_spec(std::string(DYTRAIN_SOURCE_DIR) + "/configs/sweeps/alpha_widths_cpu.yaml");
-  ASSERT_EQ(s.points.size(), 41u);  // 4 x 4 cells at widths 64 and 128, 3 x 3 at width 256
+  // docs/results/2026-12-06-alpha-widths-cpu: fixed-alpha cells, calibrated alpha0 and a second seed at each width.
+  std::map<int, int> fixed, calibrated, second_seed;
   for (const auto& p : s.points) {
     const Config c = load_config(s.base, p.overrides);
     // docs/results/2026-12-06-init-choice-cpu's runs: head_dim 32, GQA 2:1, 4 layers, 200 steps, paper optimizer.
@@ -336,11 +338,17 @@ TEST(SweepSpecShipped, AlphaWidthsCpuIsTheInitStudysShapeAndRecipe) {
     EXPECT_EQ(c.model.n_layers, 4) << p.name;
     EXPECT_EQ(c.model.init, "scaled_depth") << p.name;
     EXPECT_EQ(c.train.max_steps, 200) << p.name;
-    EXPECT_EQ(c.train.seed, 1u) << p.name;
     EXPECT_EQ(c.optim.eps, 1e-8) << p.name;
     EXPECT_EQ(c.optim.lr, 3e-3) << p.name;
     EXPECT_FALSE(c.optim.dyt_alpha.lr.has_value()) << p.name;
+    EXPECT_EQ(c.model.alpha_final, c.model.alpha_ffn) << p.name;
+    EXPECT_TRUE(c.train.seed == 1 || c.train.seed == 2) << p.name;
+    ++(c.model.alpha_init == "calibrated" ? calibrated : fixed)[c.model.dim];
+    if (c.train.seed == 2) ++second_seed[c.model.dim];
   }
+  EXPECT_EQ(fixed, (std::map<int, int>{{64, 24}, {128, 13}, {256, 8}}));
+  EXPECT_EQ(calibrated, (std::map<int, int>{{64, 3}, {128, 3}, {256, 1}}));
+  EXPECT_EQ(second_seed, (std::map<int, int>{{64, 3}, {128, 3}, {256, 2}}));
 }
 
 TEST(SweepSpecShipped, AlphaWidthsGpuHas27DytPointsAndThreeBaselines) {
