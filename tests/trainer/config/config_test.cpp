@@ -98,6 +98,10 @@ TEST(ConfigPresets, TinyRecipeIsTheQuickStart) {
   EXPECT_EQ(cfg.optim.beta1, 0.9);
   EXPECT_EQ(cfg.optim.beta2, 0.95);
   EXPECT_EQ(cfg.model.init, "scaled_depth");
+  // alpha0 from the alpha0 search at this width (docs/results/2026-12-06-alpha-widths-cpu).
+  EXPECT_EQ(cfg.model.alpha_attn, 0.5);
+  EXPECT_EQ(cfg.model.alpha_ffn, 0.5);
+  EXPECT_EQ(cfg.model.alpha_final, 0.5);
   EXPECT_EQ(cfg.model.init_std, 0.02);
   EXPECT_EQ(cfg.train.log_every, 10);
   EXPECT_EQ(cfg.train.val_every, 100);
