@@ -298,8 +298,8 @@ std::string points_csv(const std::vector<PointResult>& points) {
   for (const auto& p : points)
     s += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", p.name, p.panel, p.width, p.norm,
                      format_number(p.alpha_attn), format_number(p.alpha_ffn), format_number(p.alpha_final),
-                     format_number(p.beta2), format_number(p.eps), format_number(p.lr), p.seed, p.status, p.steps, p.max_steps,
-                     csv_number(p.train_loss), csv_number(p.val_loss), csv_number(p.max_sat),
+                     format_number(p.beta2), format_number(p.eps), format_number(p.lr), p.seed, p.status, p.steps,
+                     p.max_steps, csv_number(p.train_loss), csv_number(p.val_loss), csv_number(p.max_sat),
                      calib_csv(p.alpha_calib_c));
   return s;
 }

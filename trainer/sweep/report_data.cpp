@@ -118,7 +118,8 @@ std::vector<PointResult> collect_results(const std::string& sweep_dir, int smoot
   std::vector<PointResult> points;
   if (fs::is_directory(sweep_dir))
     for (const auto& e : fs::directory_iterator(sweep_dir))
-      if (e.is_directory() && fs::is_regular_file(e.path() / "config.yaml")) points.push_back(read_point(e.path(), smooth_k));
+      if (e.is_directory() && fs::is_regular_file(e.path() / "config.yaml"))
+        points.push_back(read_point(e.path(), smooth_k));
   if (points.empty())
     throw std::runtime_error(fmt::format("{}: no point directories (sub-directories with a config.yaml); is this the "
                                          "directory `dytrain sweep run` wrote?",

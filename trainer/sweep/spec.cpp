@@ -384,7 +384,8 @@ SweepSpec load_sweep_spec(const std::string& path) {
       throw ConfigError(fmt::format("{}: point '{}': {}", path, p.name, why));
     if (!seen.insert(p.name).second) {
       if (collapsed) continue;  // the collapsed alpha axes of a baseline or a calibrated point
-      throw ConfigError(fmt::format("{}: point {} appears twice; remove the duplicate from grid / points", path, p.name));
+      throw ConfigError(
+          fmt::format("{}: point {} appears twice; remove the duplicate from grid / points", path, p.name));
     }
     p.index = int(spec.points.size());
     p.axes = a;
