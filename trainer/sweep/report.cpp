@@ -191,6 +191,13 @@ std::vector<WidthBest> best_per_width(const std::vector<CellResult>& cells) {
   return out;
 }
 
+// The sweep folder's own name, also when it is given as "." or with the trailing slash a shell's completion adds
+// (the last component of those is "." or empty).
+std::string sweep_name(const std::string& dir) {
+  const fs::path p = fs::weakly_canonical(fs::absolute(dir));
+  return (p.has_filename() ? p : p.parent_path()).filename().string();
+}
+
 std::string alpha0_text(const std::optional<double>& a) { return a ? fmt::format("{:.4g}", *a) : "-"; }
 
 // One panel of calibrated cells against the best fixed-alpha cell of their width (nullptr: none finished). The
@@ -358,7 +365,7 @@ std::string report_markdown(const std::vector<PointResult>& points, const Report
   const auto cells = group_cells(points);
   const bool several_seeds =
       std::any_of(cells.begin(), cells.end(), [](const CellResult& c) { return c.points.size() > 1; });
-  s << "# Sweep report: " << fs::path(opt.sweep_dir).filename().string() << "\n\n" << points.size() << " points:";
+  s << "# Sweep report: " << sweep_name(opt.sweep_dir) << "\n\n" << points.size() << " points:";
   for (const auto& [status, n] : counts) s << " " << n << " " << status << ";";
   s << fmt::format(
       "\n\nCells: final train loss (mean of the last {} logged losses) / validation loss (last logged), in nats. "

@@ -220,6 +220,12 @@ TEST_F(ReportTest, AnEpsAxisSplitsThePanels) {
         << p.name;
 }
 
+TEST_F(ReportTest, TheTitleNamesTheSweepFolderHoweverItIsWritten) {
+  // "sweep/" (a shell's completion) and "sweep/." once gave "# Sweep report: " and "# Sweep report: .".
+  for (const std::string& dir : {sweep(), sweep() + "/", sweep() + "/."})
+    EXPECT_EQ(report_text(dir).rfind("# Sweep report: sweep\n", 0), 0u) << dir;
+}
+
 TEST_F(ReportTest, NoPointsIsAnInputError) {
   ReportOptions opt;
   opt.sweep_dir = dir_.file("empty");
