@@ -25,10 +25,8 @@ std::optional<LossRange> range_of(const std::vector<double>& xs) {
 }
 
 std::optional<double> mean_of(const std::vector<double>& xs) {
-  if (xs.empty()) return std::nullopt;
-  double sum = 0;
-  for (double x : xs) sum += x;
-  return sum / double(xs.size());
+  const auto r = range_of(xs);
+  return r ? std::optional(r->mean) : std::nullopt;
 }
 
 }  // namespace
